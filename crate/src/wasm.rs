@@ -1,0 +1,350 @@
+//! The only pointer code: `extern "C"` exports over linear memory.
+//!
+//! Buffers come from `sp_alloc` (16-byte aligned, null when memory cannot grow) and go back
+//! through `sp_free` with the same size. Every kernel returns a status: 0 on success or a
+//! negative `Status`. A null pointer (0) for an optional argument means "absent".
+
+use crate::dims::{DimError, Dims, Feature};
+use crate::linear_attn::chunk_bwd::Grads;
+use crate::linear_attn::{self, FeatureArgs, Qkv, State, StateMut};
+use core::slice;
+use std::alloc::{alloc, dealloc, Layout};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+#[repr(i32)]
+enum Status {
+    Ok = 0,
+    ZeroDim = -1,
+    NeedsOmega = -2,
+    IdentityWidth = -3,
+    Length = -4,
+    OutOfMemory = -5,
+    StateMismatch = -6,
+    BadFeature = -7,
+}
+
+fn layout(bytes: usize) -> Option<Layout> {
+    Layout::from_size_align(bytes.max(1), 16).ok()
+}
+
+#[no_mangle]
+pub extern "C" fn sp_alloc(bytes: usize) -> *mut u8 {
+    let Some(l) = layout(bytes) else { return core::ptr::null_mut() };
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { alloc(l) };
+    if !p.is_null() {
+        LIVE.fetch_add(bytes, Ordering::Relaxed);
+    }
+    p
+}
+
+/// # Safety
+/// `p` must come from `sp_alloc(bytes)` and not have been freed.
+#[no_mangle]
+pub unsafe extern "C" fn sp_free(p: *mut u8, bytes: usize) {
+    if p.is_null() {
+        return;
+    }
+    if let Some(l) = layout(bytes) {
+        dealloc(p, l);
+        LIVE.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Bytes currently handed out by `sp_alloc`.
+#[no_mangle]
+pub extern "C" fn sp_live_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// 1 when this binary was built with SIMD.
+#[no_mangle]
+pub extern "C" fn sp_simd() -> i32 {
+    cfg!(target_feature = "simd128") as i32
+}
+
+/// Makes sure the kernels' scratch can be allocated, so an allocation inside a kernel never
+/// aborts: the probe's memory stays with the allocator for the kernel to reuse.
+fn reserve(dims: &Dims) -> Result<(), Status> {
+    let bytes = dims.workspace_bytes();
+    let Some(l) = layout(bytes) else { return Err(Status::OutOfMemory) };
+    // SAFETY: non-zero size; freed right away with the same layout.
+    unsafe {
+        let p = alloc(l);
+        if p.is_null() {
+            return Err(Status::OutOfMemory);
+        }
+        dealloc(p, l);
+    }
+    Ok(())
+}
+
+fn check(dims: &Dims, feature: u32, omega: *const f32) -> Result<Feature, Status> {
+    let f = Feature::from_code(feature).ok_or(Status::BadFeature)?;
+    let has_omega = !omega.is_null() && f != Feature::Identity;
+    dims.validate(f, has_omega).map_err(|e| match e {
+        DimError::ZeroDim => Status::ZeroDim,
+        DimError::NeedsOmega => Status::NeedsOmega,
+        DimError::IdentityWidth => Status::IdentityWidth,
+        DimError::Length => Status::Length,
+    })?;
+    reserve(dims)?;
+    Ok(f)
+}
+
+unsafe fn r<'a, T>(p: *const T, n: usize) -> &'a [T] {
+    slice::from_raw_parts(p, n)
+}
+
+unsafe fn w<'a, T>(p: *mut T, n: usize) -> &'a mut [T] {
+    slice::from_raw_parts_mut(p, n)
+}
+
+unsafe fn opt<'a, T>(p: *const T, n: usize) -> Option<&'a [T]> {
+    (!p.is_null()).then(|| slice::from_raw_parts(p, n))
+}
+
+fn status(res: Result<(), Status>) -> i32 {
+    match res {
+        Ok(()) => Status::Ok as i32,
+        Err(s) => s as i32,
+    }
+}
+
+unsafe fn feature_args<'a>(dims: &Dims, f: Feature, omega: *const f32, eps: f32) -> FeatureArgs<'a> {
+    let omega = if f == Feature::Identity { None } else { opt(omega, dims.h * dims.m * dims.d) };
+    FeatureArgs { kind: f, omega, eps }
+}
+
+unsafe fn qkv<'a>(dims: &Dims, q: *const f32, k: *const f32, v: *const f32) -> Qkv<'a> {
+    let (nq, nv) = (dims.bh * dims.t * dims.d, dims.bh * dims.t * dims.dv);
+    Qkv { q: r(q, nq), k: r(k, nq), v: r(v, nv) }
+}
+
+unsafe fn state<'a>(dims: &Dims, s: *const f64, z: *const f64, o: *const f64) -> Option<State<'a>> {
+    (!s.is_null()).then(|| State {
+        s: r(s, dims.bh * dims.m * dims.dv),
+        z: r(z, dims.bh * dims.m),
+        offset: r(o, dims.bh),
+    })
+}
+
+unsafe fn state_mut<'a>(dims: &Dims, s: *mut f64, z: *mut f64, o: *mut f64) -> StateMut<'a> {
+    StateMut { s: w(s, dims.bh * dims.m * dims.dv), z: w(z, dims.bh * dims.m), offset: w(o, dims.bh) }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dims_of(bh: usize, h: usize, t: usize, d: usize, m: usize, dv: usize, chunk: usize) -> Dims {
+    Dims { bh, h, t, d, m, dv, chunk }
+}
+
+/// Causal forward. Input state `(s_in, z_in, off_in)` optional (0 = empty).
+///
+/// # Safety
+/// Every non-null pointer must point to a buffer of the size its shape implies.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sp_causal_forward(
+    bh: usize,
+    h: usize,
+    t: usize,
+    d: usize,
+    m: usize,
+    dv: usize,
+    chunk: usize,
+    feature: u32,
+    eps: f32,
+    q: *const f32,
+    k: *const f32,
+    v: *const f32,
+    omega: *const f32,
+    s_in: *const f64,
+    z_in: *const f64,
+    off_in: *const f64,
+    out: *mut f32,
+    s_out: *mut f64,
+    z_out: *mut f64,
+    off_out: *mut f64,
+) -> i32 {
+    let dims = dims_of(bh, h, t, d, m, dv, chunk);
+    status(check(&dims, feature, omega).map(|f| {
+        let fa = feature_args(&dims, f, omega, eps);
+        let so = state_mut(&dims, s_out, z_out, off_out);
+        linear_attn::causal_forward(
+            &dims,
+            &fa,
+            qkv(&dims, q, k, v),
+            state(&dims, s_in, z_in, off_in),
+            w(out, bh * t * dv),
+            so,
+        );
+    }))
+}
+
+/// Causal backward. `(s_out, z_out, off_out)` is the forward's output state (required);
+/// the input state, the forward's `out` and the output-state gradient `(ds_out, dz_out)` are
+/// optional.
+///
+/// # Safety
+/// Every non-null pointer must point to a buffer of the size its shape implies.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sp_causal_backward(
+    bh: usize,
+    h: usize,
+    t: usize,
+    d: usize,
+    m: usize,
+    dv: usize,
+    chunk: usize,
+    feature: u32,
+    eps: f32,
+    q: *const f32,
+    k: *const f32,
+    v: *const f32,
+    omega: *const f32,
+    s_in: *const f64,
+    z_in: *const f64,
+    off_in: *const f64,
+    s_out: *const f64,
+    z_out: *const f64,
+    off_out: *const f64,
+    out: *const f32,
+    d_out: *const f32,
+    ds_out: *const f64,
+    dz_out: *const f64,
+    dq: *mut f32,
+    dk: *mut f32,
+    dvv: *mut f32,
+    ds_in: *mut f64,
+    dz_in: *mut f64,
+) -> i32 {
+    let dims = dims_of(bh, h, t, d, m, dv, chunk);
+    status(check(&dims, feature, omega).and_then(|f| {
+        let fa = feature_args(&dims, f, omega, eps);
+        let (nq, nv, ns) = (bh * t * d, bh * t * dv, bh * m * dv);
+        let d_state = (!ds_out.is_null()).then(|| (r(ds_out, ns), r(dz_out, bh * m)));
+        let g = Grads { dq: w(dq, nq), dk: w(dk, nq), dv: w(dvv, nv), ds: w(ds_in, ns), dz: w(dz_in, bh * m) };
+        let so = state(&dims, s_out, z_out, off_out).ok_or(Status::Length)?;
+        linear_attn::causal_backward(
+            &dims,
+            &fa,
+            qkv(&dims, q, k, v),
+            state(&dims, s_in, z_in, off_in),
+            so,
+            opt(out, nv),
+            r(d_out, nv),
+            d_state,
+            g,
+        )
+        .map_err(|_| Status::StateMismatch)
+    }))
+}
+
+/// Bidirectional forward.
+///
+/// # Safety
+/// Every non-null pointer must point to a buffer of the size its shape implies.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sp_bidirectional_forward(
+    bh: usize,
+    h: usize,
+    t: usize,
+    d: usize,
+    m: usize,
+    dv: usize,
+    chunk: usize,
+    feature: u32,
+    eps: f32,
+    q: *const f32,
+    k: *const f32,
+    v: *const f32,
+    omega: *const f32,
+    out: *mut f32,
+) -> i32 {
+    let dims = dims_of(bh, h, t, d, m, dv, chunk);
+    status(check(&dims, feature, omega).map(|f| {
+        let fa = feature_args(&dims, f, omega, eps);
+        linear_attn::bidirectional_forward(&dims, &fa, qkv(&dims, q, k, v), w(out, bh * t * dv));
+    }))
+}
+
+/// Bidirectional backward.
+///
+/// # Safety
+/// Every non-null pointer must point to a buffer of the size its shape implies.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sp_bidirectional_backward(
+    bh: usize,
+    h: usize,
+    t: usize,
+    d: usize,
+    m: usize,
+    dv: usize,
+    chunk: usize,
+    feature: u32,
+    eps: f32,
+    q: *const f32,
+    k: *const f32,
+    v: *const f32,
+    omega: *const f32,
+    d_out: *const f32,
+    dq: *mut f32,
+    dk: *mut f32,
+    dvv: *mut f32,
+) -> i32 {
+    let dims = dims_of(bh, h, t, d, m, dv, chunk);
+    status(check(&dims, feature, omega).map(|f| {
+        let fa = feature_args(&dims, f, omega, eps);
+        let (nq, nv) = (bh * t * d, bh * t * dv);
+        linear_attn::bidirectional_backward(
+            &dims,
+            &fa,
+            qkv(&dims, q, k, v),
+            r(d_out, nv),
+            w(dq, nq),
+            w(dk, nq),
+            w(dvv, nv),
+        );
+    }))
+}
+
+/// One decoding step: `q, k: [bh, d]`, `v, out: [bh, dv]`, state in (required) and out.
+///
+/// # Safety
+/// Every non-null pointer must point to a buffer of the size its shape implies.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sp_recurrent_step(
+    bh: usize,
+    h: usize,
+    d: usize,
+    m: usize,
+    dv: usize,
+    feature: u32,
+    eps: f32,
+    q: *const f32,
+    k: *const f32,
+    v: *const f32,
+    omega: *const f32,
+    s_in: *const f64,
+    z_in: *const f64,
+    off_in: *const f64,
+    out: *mut f32,
+    s_out: *mut f64,
+    z_out: *mut f64,
+    off_out: *mut f64,
+) -> i32 {
+    let dims = dims_of(bh, h, 1, d, m, dv, 1);
+    status(check(&dims, feature, omega).and_then(|f| {
+        let fa = feature_args(&dims, f, omega, eps);
+        let si = state(&dims, s_in, z_in, off_in).ok_or(Status::Length)?;
+        let so = state_mut(&dims, s_out, z_out, off_out);
+        linear_attn::recurrent_step(&dims, &fa, qkv(&dims, q, k, v), si, w(out, bh * dv), so);
+        Ok(())
+    }))
+}

@@ -1,0 +1,15 @@
+export {
+  Rng,
+  deriveSeed,
+  headProjection,
+  randomProjection,
+  redrawSeed,
+  FeatureRedraw,
+} from './random.ts';
+export type {
+  Seed,
+  NormMode,
+  HeadProjectionOptions,
+  RandomProjectionOptions,
+  FeatureRedrawOptions,
+} from './random.ts';

@@ -1,0 +1,118 @@
+/**
+ * Argument checks shared by every backend. Each error names the function, the argument and
+ * what was expected, and nothing is touched before all checks pass.
+ */
+import type { AttnState, Dims, FeatureMap, StateGrad } from './types.ts';
+
+export const FEATURE_MAPS: readonly FeatureMap[] = ['favor', 'relu', 'elu1', 'sqr'];
+
+export class ArgError extends TypeError {
+  override name = 'ArgError';
+}
+
+const fail = (fn: string, msg: string): never => {
+  throw new ArgError(`${fn}: ${msg}`);
+};
+
+function describe(x: unknown): string {
+  if (x === null) return 'null';
+  if (ArrayBuffer.isView(x)) return `${x.constructor.name}(${(x as Float32Array).length})`;
+  if (Array.isArray(x)) return `Array(${x.length})`;
+  return typeof x === 'object' ? (x as object).constructor?.name ?? 'object' : `${typeof x} ${String(x)}`;
+}
+
+export function posInt(fn: string, name: string, x: unknown): number {
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x <= 0) fail(fn, `${name} must be a positive integer, got ${describe(x)}`);
+  return x as number;
+}
+
+export function checkDims(fn: string, dims: unknown): Dims {
+  if (typeof dims !== 'object' || dims === null) fail(fn, `dims must be an object {b, h, t, d, m, dv}, got ${describe(dims)}`);
+  const o = dims as Record<string, unknown>;
+  for (const key of ['b', 'h', 't', 'd', 'm', 'dv']) posInt(fn, `dims.${key}`, o[key]);
+  return o as unknown as Dims;
+}
+
+type FloatCtor = Float32ArrayConstructor | Float64ArrayConstructor;
+
+/** `x` must be a `ctor` of `shape` (named axes) with finite values (`-Infinity` allowed if asked). */
+export function checkArray<T extends Float32Array | Float64Array>(
+  fn: string,
+  name: string,
+  x: unknown,
+  ctor: FloatCtor,
+  shape: Record<string, number>,
+  opts: { allowNegInf?: boolean } = {},
+): T {
+  const axes = Object.keys(shape);
+  const n = axes.reduce((p, a) => p * shape[a], 1);
+  const want = `a ${ctor.name} of shape [${axes.join(', ')}] = [${axes.map((a) => shape[a]).join(', ')}] (${n} elements)`;
+  if (!(x instanceof ctor)) fail(fn, `${name} must be ${want}, got ${describe(x)}`);
+  const a = x as T;
+  if (a.length !== n) fail(fn, `${name} must be ${want}, got length ${a.length}`);
+  for (let i = 0; i < n; i++) {
+    const e = a[i];
+    if (!Number.isFinite(e) && !(opts.allowNegInf && e === -Infinity)) {
+      fail(fn, `${name}[${i}] is ${e}; ${name} must hold finite values`);
+    }
+  }
+  return a;
+}
+
+export function checkFeature(fn: string, feature: unknown): FeatureMap {
+  if (!FEATURE_MAPS.includes(feature as FeatureMap)) {
+    fail(fn, `feature must be one of ${FEATURE_MAPS.map((f) => `'${f}'`).join(', ')}, got ${describe(feature)}`);
+  }
+  return feature as FeatureMap;
+}
+
+/** `omega: [h, m, d]`, required for favor; without it `m` must equal `d`. */
+export function checkOmega(fn: string, feature: FeatureMap, omega: unknown, dims: Dims): Float32Array | undefined {
+  if (omega === undefined || omega === null) {
+    if (feature === 'favor') fail(fn, `omega ([h, m, d] Float32Array of random features) is required for feature 'favor'`);
+    if (dims.m !== dims.d) fail(fn, `without omega the features are the inputs themselves, so dims.m (${dims.m}) must equal dims.d (${dims.d})`);
+    return undefined;
+  }
+  return checkArray<Float32Array>(fn, 'omega', omega, Float32Array, { h: dims.h, m: dims.m, d: dims.d });
+}
+
+export function checkState(fn: string, name: string, s: unknown, dims: Dims, feature: FeatureMap | 'identity'): AttnState {
+  if (typeof s !== 'object' || s === null) fail(fn, `${name} must be an object {S, z, offset}, got ${describe(s)}`);
+  const o = s as Record<string, unknown>;
+  const { b, h, m, dv } = dims;
+  const S = checkArray<Float64Array>(fn, `${name}.S`, o.S, Float64Array, { b, h, m, dv });
+  const z = checkArray<Float64Array>(fn, `${name}.z`, o.z, Float64Array, { b, h, m });
+  const offset = checkArray<Float64Array>(fn, `${name}.offset`, o.offset, Float64Array, { b, h }, { allowNegInf: true });
+  if (feature !== 'favor') {
+    const i = offset.findIndex((x) => x !== 0);
+    if (i >= 0) fail(fn, `${name}.offset[${i}] is ${offset[i]}; only 'favor' states carry a non-zero offset`);
+  }
+  return { S, z, offset };
+}
+
+export function checkStateGrad(fn: string, name: string, g: unknown, dims: Dims): StateGrad {
+  if (typeof g !== 'object' || g === null) fail(fn, `${name} must be an object {S, z}, got ${describe(g)}`);
+  const o = g as Record<string, unknown>;
+  const { b, h, m, dv } = dims;
+  return {
+    S: checkArray<Float64Array>(fn, `${name}.S`, o.S, Float64Array, { b, h, m, dv }),
+    z: checkArray<Float64Array>(fn, `${name}.z`, o.z, Float64Array, { b, h, m }),
+  };
+}
+
+export function checkChunk(fn: string, chunk: unknown): number {
+  return chunk === undefined ? 64 : posInt(fn, 'chunk', chunk);
+}
+
+export function checkEps(fn: string, eps: unknown): number {
+  if (eps === undefined) return 1e-16;
+  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0) fail(fn, `eps must be a finite number ≥ 0, got ${describe(eps)}`);
+  return eps as number;
+}
+
+/** Refuses work that cannot fit in a 4 GiB wasm32 address space, before allocating anything. */
+export function checkFits(fn: string, bytes: number, limit: number): void {
+  if (bytes > limit) {
+    fail(fn, `this call needs about ${(bytes / 1024 ** 3).toFixed(2)} GiB of wasm memory, more than the ${(limit / 1024 ** 3).toFixed(0)} GiB a wasm32 instance can address; split the batch or the sequence`);
+  }
+}

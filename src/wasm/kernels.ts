@@ -1,0 +1,356 @@
+/**
+ * The typed kernel API over the wasm binary. Every call validates its arguments, copies the
+ * inputs into wasm memory, poisons the outputs with NaN, runs the kernel, copies the results
+ * out and frees everything, so no wasm pointer ever escapes and a failed call leaves the
+ * instance usable.
+ */
+import type { AttnState, Dims, FeatureMap, FeatureSpec, StateGrad } from '../types.ts';
+import {
+  ArgError,
+  checkArray,
+  checkChunk,
+  checkDims,
+  checkEps,
+  checkFeature,
+  checkFits,
+  checkOmega,
+  checkState,
+  checkStateGrad,
+} from '../validate.ts';
+import { load, type WasmSource } from './loader.ts';
+import { Scope, WASM_MAX_BYTES, type KernelExports } from './memory.ts';
+
+const CODES: Record<FeatureMap | 'identity', number> = { favor: 0, relu: 1, elu1: 2, sqr: 3, identity: 4 };
+
+const STATUS: Record<number, string> = {
+  [-1]: 'a dimension is 0',
+  [-2]: "feature 'favor' needs omega",
+  [-3]: 'without omega, m must equal d',
+  [-4]: 'inconsistent lengths',
+  [-5]: 'out of wasm memory for the kernel workspace',
+  [-6]: 'stateOut is not the state the forward produced from these q, k (its offset disagrees with the keys)',
+  [-7]: 'unknown feature map',
+};
+
+export interface CausalArgs extends FeatureSpec {
+  /** `[b, h, t, d]` */
+  q: Float32Array;
+  /** `[b, h, t, d]` */
+  k: Float32Array;
+  /** `[b, h, t, dv]` */
+  v: Float32Array;
+  dims: Dims;
+  /** Tokens per chunk (default 64). Results do not depend on it beyond rounding. */
+  chunk?: number;
+  /** Denominator guard (default 1e-16). */
+  eps?: number;
+}
+
+export interface CausalForwardArgs extends CausalArgs {
+  /** Carried state from an earlier call (default: empty). */
+  state?: AttnState;
+}
+
+export interface CausalBackwardArgs extends CausalArgs {
+  /** The state the forward started from (default: empty). */
+  stateIn?: AttnState;
+  /** The state the forward returned. */
+  stateOut: AttnState;
+  /** The forward's output, if kept: the backward then skips recomputing it. */
+  out?: Float32Array;
+  /** `∂L/∂out`, `[b, h, t, dv]`. */
+  dOut: Float32Array;
+  /** `∂L/∂stateOut` (default: zero). */
+  dState?: StateGrad;
+}
+
+export interface CausalGrads {
+  dq: Float32Array;
+  dk: Float32Array;
+  dv: Float32Array;
+  /** Gradient of the input state. */
+  dState: StateGrad;
+}
+
+export interface FeaturesArgs {
+  /** `[b, h, t, m]` precomputed non-negative query features. */
+  phiQ: Float32Array;
+  /** `[b, h, t, m]` precomputed non-negative key features. */
+  phiK: Float32Array;
+  v: Float32Array;
+  /** `d` is ignored (the features are `m` wide). */
+  dims: Dims;
+  chunk?: number;
+  eps?: number;
+}
+
+export interface BidirectionalBackwardArgs extends CausalArgs {
+  dOut: Float32Array;
+}
+
+export interface StepArgs extends FeatureSpec {
+  /** `[b, h, d]` one token per slice */
+  q: Float32Array;
+  k: Float32Array;
+  /** `[b, h, dv]` */
+  v: Float32Array;
+  /** `t` is ignored. */
+  dims: Dims;
+  state: AttnState;
+  eps?: number;
+}
+
+/** Bytes per token (`q, k, v` in, outputs out) and per slice state, as multiples of `d`, `dv`, `m·dv`. */
+interface Cost {
+  /** floats per token per unit of `d` and of `dv` */
+  tokens: number;
+  /** doubles of state per slice, in units of `m·dv + m + 1` */
+  states: number;
+}
+
+const FORWARD: Cost = { tokens: 2, states: 2 };
+const BACKWARD: Cost = { tokens: 4, states: 5 };
+
+/** Bytes a call moves into wasm memory plus the kernel's scratch (an over-estimate). */
+function estimate(dims: Dims, chunk: number, cost: Cost): number {
+  const { b, h, t, m, d, dv } = dims;
+  const ch = Math.min(chunk, t);
+  const scratch = 4 * (12 * ch * m + 4 * ch * ch + 6 * ch * dv + 6 * m * dv + d * m) + 64 * m * dv + 4 * (t / ch + 1);
+  return b * h * (4 * t * cost.tokens * (d + dv) + 8 * cost.states * (m * dv + m + 1)) + scratch + 4 * h * m * d;
+}
+
+interface Checked {
+  dims: Dims;
+  code: number;
+  omega?: Float32Array;
+  chunk: number;
+  eps: number;
+}
+
+export function emptyState(dims: Pick<Dims, 'b' | 'h' | 'm' | 'dv'>, feature: FeatureMap | 'identity'): AttnState {
+  const bh = dims.b * dims.h;
+  return {
+    S: new Float64Array(bh * dims.m * dims.dv),
+    z: new Float64Array(bh * dims.m),
+    offset: new Float64Array(bh).fill(feature === 'favor' ? -Infinity : 0),
+  };
+}
+
+export class Kernels {
+  private x: KernelExports | undefined;
+
+  constructor(
+    instance: WebAssembly.Instance,
+    /** Whether the SIMD binary is running. */
+    readonly simd: boolean,
+  ) {
+    this.x = instance.exports as unknown as KernelExports;
+  }
+
+  private get exports(): KernelExports {
+    if (!this.x) throw new Error('slim-performer: this kernel instance was disposed');
+    return this.x;
+  }
+
+  /** Bytes currently allocated inside the module (0 between calls). */
+  liveBytes(): number {
+    return this.exports.sp_live_bytes();
+  }
+
+  /** Size of the module's linear memory: its high-water mark, since wasm memory never shrinks. */
+  memoryBytes(): number {
+    return this.exports.memory.buffer.byteLength;
+  }
+
+  /** Drops the instance; later calls throw. */
+  dispose(): void {
+    this.x = undefined;
+  }
+
+  /**
+   * Checks what every kernel shares and refuses work that cannot fit before looking at the
+   * arrays. `cost` gives the bytes the call moves per token and per state of one slice.
+   */
+  private common(fn: string, a: CausalArgs, cost: Cost, featureOverride?: 'identity'): Checked {
+    if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected an arguments object`);
+    const dims = checkDims(fn, a.dims);
+    const feature = featureOverride ?? checkFeature(fn, a.feature);
+    const chunk = checkChunk(fn, a.chunk);
+    checkFits(fn, estimate(dims, chunk, cost), WASM_MAX_BYTES - (1 << 20));
+    const omega = feature === 'identity' ? undefined : checkOmega(fn, feature, a.omega, dims);
+    const { b, h, t, d, dv } = dims;
+    checkArray(fn, featureOverride ? 'phiQ' : 'q', a.q, Float32Array, featureOverride ? { b, h, t, m: d } : { b, h, t, d });
+    checkArray(fn, featureOverride ? 'phiK' : 'k', a.k, Float32Array, featureOverride ? { b, h, t, m: d } : { b, h, t, d });
+    checkArray(fn, 'v', a.v, Float32Array, { b, h, t, dv });
+    return { dims, code: CODES[feature], omega, chunk, eps: checkEps(fn, a.eps) };
+  }
+
+  private run<T>(body: (s: Scope, x: KernelExports) => T): T {
+    const x = this.exports;
+    const s = new Scope(x);
+    try {
+      return body(s, x);
+    } finally {
+      s.free();
+    }
+  }
+
+  private static status(fn: string, code: number): void {
+    if (code !== 0) throw new Error(`${fn}: kernel refused the call (${STATUS[code] ?? `status ${code}`})`);
+  }
+
+  /** Causal attention `[b, h, t, ·]` with a carried state in and out. */
+  causalForward(a: CausalForwardArgs): { out: Float32Array; state: AttnState } {
+    return this.forwardImpl('causalForward', a, this.common('causalForward', a, FORWARD));
+  }
+
+  /** Causal attention on precomputed features (`phiQ`, `phiK`: `[b, h, t, m]`). */
+  causalForwardFeatures(a: FeaturesArgs & { state?: AttnState }): { out: Float32Array; state: AttnState } {
+    const fn = 'causalForwardFeatures';
+    const args = { q: a?.phiQ, k: a?.phiK, v: a?.v, dims: featureDims(fn, a?.dims), chunk: a?.chunk, eps: a?.eps, state: a?.state, feature: 'relu' as const };
+    return this.forwardImpl(fn, args, this.common(fn, args, FORWARD, 'identity'), 'identity');
+  }
+
+  private forwardImpl(fn: string, a: CausalForwardArgs, c: Checked, feature: FeatureMap | 'identity' = a.feature): { out: Float32Array; state: AttnState } {
+    const { b, h, t, d, m, dv } = c.dims;
+    const state = a.state === undefined ? undefined : checkState(fn, 'state', a.state, c.dims, feature);
+    const bh = b * h;
+    return this.run((s, x) => {
+      const pq = s.put(a.q, 'q');
+      const pk = s.put(a.k, 'k');
+      const pv = s.put(a.v, 'v');
+      const pw = c.omega ? s.put(c.omega, 'omega') : 0;
+      const [ps, pz, po] = state ? [s.put(state.S, 'state.S'), s.put(state.z, 'state.z'), s.put(state.offset, 'state.offset')] : [0, 0, 0];
+      const pout = s.out('f32', bh * t * dv, 'out');
+      const qs = s.out('f64', bh * m * dv, 'state.S');
+      const qz = s.out('f64', bh * m, 'state.z');
+      const qo = s.out('f64', bh, 'state.offset');
+      const f = x.sp_causal_forward as (...a: number[]) => number;
+      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, pq, pk, pv, pw, ps, pz, po, pout, qs, qz, qo));
+      return { out: s.f32(pout, bh * t * dv), state: { S: s.f64(qs, bh * m * dv), z: s.f64(qz, bh * m), offset: s.f64(qo, bh) } };
+    });
+  }
+
+  /** Gradients of causal attention: `dq, dk, dv` and the input state's gradient. */
+  causalBackward(a: CausalBackwardArgs): CausalGrads {
+    return this.backwardImpl('causalBackward', a, this.common('causalBackward', a, BACKWARD));
+  }
+
+  /** Gradients of `causalForwardFeatures`: `dPhiQ, dPhiK, dv, dState`. */
+  causalBackwardFeatures(
+    a: FeaturesArgs & { stateIn?: AttnState; stateOut: AttnState; out?: Float32Array; dOut: Float32Array; dState?: StateGrad },
+  ): { dPhiQ: Float32Array; dPhiK: Float32Array; dv: Float32Array; dState: StateGrad } {
+    const fn = 'causalBackwardFeatures';
+    const args = { ...a, q: a?.phiQ, k: a?.phiK, dims: featureDims(fn, a?.dims), feature: 'relu' as const };
+    const g = this.backwardImpl(fn, args, this.common(fn, args, BACKWARD, 'identity'), 'identity');
+    return { dPhiQ: g.dq, dPhiK: g.dk, dv: g.dv, dState: g.dState };
+  }
+
+  private backwardImpl(fn: string, a: CausalBackwardArgs, c: Checked, feature: FeatureMap | 'identity' = a.feature): CausalGrads {
+    const { b, h, t, d, m, dv } = c.dims;
+    const stateIn = a.stateIn === undefined ? undefined : checkState(fn, 'stateIn', a.stateIn, c.dims, feature);
+    const stateOut = checkState(fn, 'stateOut', a.stateOut, c.dims, feature);
+    checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv });
+    if (a.out !== undefined) checkArray(fn, 'out', a.out, Float32Array, { b, h, t, dv });
+    const dState = a.dState === undefined ? undefined : checkStateGrad(fn, 'dState', a.dState, c.dims);
+    const bh = b * h;
+    return this.run((s, x) => {
+      const pq = s.put(a.q, 'q');
+      const pk = s.put(a.k, 'k');
+      const pv = s.put(a.v, 'v');
+      const pw = c.omega ? s.put(c.omega, 'omega') : 0;
+      const [ps, pz, po] = stateIn ? [s.put(stateIn.S, 'stateIn.S'), s.put(stateIn.z, 'stateIn.z'), s.put(stateIn.offset, 'stateIn.offset')] : [0, 0, 0];
+      const qs = s.put(stateOut.S, 'stateOut.S');
+      const qz = s.put(stateOut.z, 'stateOut.z');
+      const qo = s.put(stateOut.offset, 'stateOut.offset');
+      const pout = a.out ? s.put(a.out, 'out') : 0;
+      const pg = s.put(a.dOut, 'dOut');
+      const [gs, gz] = dState ? [s.put(dState.S, 'dState.S'), s.put(dState.z, 'dState.z')] : [0, 0];
+      const pdq = s.out('f32', bh * t * d, 'dq');
+      const pdk = s.out('f32', bh * t * d, 'dk');
+      const pdv = s.out('f32', bh * t * dv, 'dv');
+      const pds = s.out('f64', bh * m * dv, 'dState.S');
+      const pdz = s.out('f64', bh * m, 'dState.z');
+      const f = x.sp_causal_backward as (...a: number[]) => number;
+      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, pq, pk, pv, pw, ps, pz, po, qs, qz, qo, pout, pg, gs, gz, pdq, pdk, pdv, pds, pdz));
+      return {
+        dq: s.f32(pdq, bh * t * d),
+        dk: s.f32(pdk, bh * t * d),
+        dv: s.f32(pdv, bh * t * dv),
+        dState: { S: s.f64(pds, bh * m * dv), z: s.f64(pdz, bh * m) },
+      };
+    });
+  }
+
+  /** Bidirectional attention (no state). */
+  bidirectionalForward(a: CausalArgs): { out: Float32Array } {
+    const fn = 'bidirectionalForward';
+    const c = this.common(fn, a, FORWARD);
+    const { b, h, t, d, m, dv } = c.dims;
+    const bh = b * h;
+    return this.run((s, x) => {
+      const ptrs = [s.put(a.q, 'q'), s.put(a.k, 'k'), s.put(a.v, 'v'), c.omega ? s.put(c.omega, 'omega') : 0];
+      const pout = s.out('f32', bh * t * dv, 'out');
+      const f = x.sp_bidirectional_forward as (...a: number[]) => number;
+      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, ...ptrs, pout));
+      return { out: s.f32(pout, bh * t * dv) };
+    });
+  }
+
+  bidirectionalBackward(a: BidirectionalBackwardArgs): { dq: Float32Array; dk: Float32Array; dv: Float32Array } {
+    const fn = 'bidirectionalBackward';
+    const c = this.common(fn, a, BACKWARD);
+    const { b, h, t, d, m, dv } = c.dims;
+    checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv });
+    const bh = b * h;
+    return this.run((s, x) => {
+      const ptrs = [s.put(a.q, 'q'), s.put(a.k, 'k'), s.put(a.v, 'v'), c.omega ? s.put(c.omega, 'omega') : 0, s.put(a.dOut, 'dOut')];
+      const pdq = s.out('f32', bh * t * d, 'dq');
+      const pdk = s.out('f32', bh * t * d, 'dk');
+      const pdv = s.out('f32', bh * t * dv, 'dv');
+      const f = x.sp_bidirectional_backward as (...a: number[]) => number;
+      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, ...ptrs, pdq, pdk, pdv));
+      return { dq: s.f32(pdq, bh * t * d), dk: s.f32(pdk, bh * t * d), dv: s.f32(pdv, bh * t * dv) };
+    });
+  }
+
+  /** One decoding step: `q, k: [b, h, d]`, `v: [b, h, dv]` → `out: [b, h, dv]` and the next state. */
+  recurrentStep(a: StepArgs): { out: Float32Array; state: AttnState } {
+    const fn = 'recurrentStep';
+    if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected an arguments object`);
+    const dims = checkDims(fn, { ...(a.dims as object), t: 1 });
+    const c = this.common(fn, { ...a, dims, chunk: 1 }, FORWARD);
+    const state = checkState(fn, 'state', a.state, dims, c.code === 0 ? 'favor' : 'relu');
+    const { b, h, d, m, dv } = dims;
+    const bh = b * h;
+    return this.run((s, x) => {
+      const ptrs = [s.put(a.q, 'q'), s.put(a.k, 'k'), s.put(a.v, 'v'), c.omega ? s.put(c.omega, 'omega') : 0];
+      const pst = [s.put(state.S, 'state.S'), s.put(state.z, 'state.z'), s.put(state.offset, 'state.offset')];
+      const pout = s.out('f32', bh * dv, 'out');
+      const qs = s.out('f64', bh * m * dv, 'state.S');
+      const qz = s.out('f64', bh * m, 'state.z');
+      const qo = s.out('f64', bh, 'state.offset');
+      const f = x.sp_recurrent_step as (...a: number[]) => number;
+      Kernels.status(fn, f(bh, h, d, m, dv, c.code, c.eps, ...ptrs, ...pst, pout, qs, qz, qo));
+      return { out: s.f32(pout, bh * dv), state: { S: s.f64(qs, bh * m * dv), z: s.f64(qz, bh * m), offset: s.f64(qo, bh) } };
+    });
+  }
+}
+
+function featureDims(fn: string, dims: unknown): Dims {
+  const d = checkDims(fn, { d: 1, ...(dims as object) });
+  return { ...d, d: d.m };
+}
+
+export interface InitOptions {
+  /** `true`: SIMD binary (error if unsupported); `false`: scalar; default: detect. */
+  simd?: boolean;
+  /** Where the binary comes from (see `loader.ts`); default: the package's own files. */
+  wasm?: WasmSource;
+}
+
+/** Loads a kernel instance. Each instance has its own memory; dispose it when done. */
+export async function init(options: InitOptions = {}): Promise<Kernels> {
+  const { instance, simd } = await load(options);
+  return new Kernels(instance, simd);
+}

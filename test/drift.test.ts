@@ -1,0 +1,49 @@
+/**
+ * Drift: the backward undoes each chunk by subtracting its recomputed increment from the end
+ * state. At T = 65 536 with a few keys 10⁴ times larger than the rest, the gradients must still
+ * match a float64 reference that stores every state (and never subtracts).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { init, type Kernels } from '../src/index.ts';
+import type { FeatureMap } from '../src/types.ts';
+import { refCausalBackwardRecurrent, refCausalForwardRecurrent } from '../src/reference/index.ts';
+import { assertClose } from './util/assert.ts';
+import { makeProblem, upstream } from './util/problems.ts';
+
+const T = 65_536;
+/**
+ * Late outliers: every state the backward rebuilds before them is the end state minus terms
+ * 10⁴ (relu) to 10⁸ (sqr) times larger than itself, so rounding there would show.
+ */
+const OUTLIERS = [40_000, 50_001, 60_000, 65_000];
+const CLEAN = OUTLIERS[0];
+
+describe('drift at T = 65 536 with outlier keys', () => {
+  let K: Kernels;
+  beforeAll(async () => {
+    K = await init({ simd: true });
+  });
+  afterAll(() => K.dispose());
+
+  for (const feature of ['relu', 'sqr', 'favor'] as FeatureMap[]) {
+    it(`${feature}: gradients match the stored-state reference`, () => {
+      const dims = { b: 1, h: 1, t: T, d: 16, m: 16, dv: 8 };
+      const p = makeProblem(feature, dims, 101);
+      for (const j of OUTLIERS) for (let c = 0; c < dims.d; c++) p.k[j * dims.d + c] *= 1e4;
+      const { dOut, dState } = upstream(dims, 102);
+      const ref = refCausalForwardRecurrent(p);
+      const rg = refCausalBackwardRecurrent({ ...p, dOut, dState });
+      const f = K.causalForward({ ...p, chunk: 64 });
+      assertClose('out', ref.out, f.out, 1e-5);
+      const g = K.causalBackward({ ...p, stateOut: f.state, dOut, dState, chunk: 64 });
+      for (const key of ['dq', 'dk', 'dv'] as const) {
+        expect(g[key].every(Number.isFinite), key).toBe(true);
+        assertClose(key, rg[key], g[key], 1e-5);
+        // Tokens before the outliers, on their own scale (the outliers' gradients dwarf them).
+        const w = key === 'dv' ? dims.dv : dims.d;
+        assertClose(`${key}[t < ${CLEAN}]`, rg[key].subarray(0, CLEAN * w), g[key].subarray(0, CLEAN * w), 1e-4);
+      }
+      assertClose('dState.S', rg.dState.S, g.dState.S, 1e-5);
+    });
+  }
+});

@@ -1,0 +1,265 @@
+/**
+ * The kernel suite, run once per backend against the float64 references
+ * (crate/src/linear_attn/README.md is the contract).
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { init, type Kernels } from '../src/index.ts';
+import type { Dims, FeatureMap } from '../src/types.ts';
+import {
+  refBidirectionalBackward,
+  refBidirectionalForward,
+  refCausalBackward,
+  refCausalBackwardFeatures,
+  refCausalForward,
+  refCausalForwardFeatures,
+} from '../src/reference/index.ts';
+import { assertClose } from './util/assert.ts';
+import { Rng } from './util/rng.ts';
+import { assertStateClose, concatT, FEATURES, makeProblem, prefixState, sliceT, upstream } from './util/problems.ts';
+
+/** Fast kernels in float32 against float64 twins: |err| ≤ TOL · max|ref| elementwise. */
+const TOL = 1e-5;
+
+const BACKENDS = [
+  { name: 'wasm-simd', make: () => init({ simd: true }), simd: true },
+  { name: 'wasm-scalar', make: () => init({ simd: false }), simd: false },
+];
+
+interface Shape {
+  name: string;
+  dims: Omit<Dims, 'm'> & { m: number };
+  chunk: number;
+}
+
+/** T not a multiple of C, C = 1, C ≥ T, M ≠ D, B·H > 1, D = 60. */
+const SHAPES: Shape[] = [
+  { name: 'T=1', dims: { b: 1, h: 1, t: 1, d: 4, m: 6, dv: 3 }, chunk: 64 },
+  { name: 'T=63 C=16 BH=6 M≠D', dims: { b: 2, h: 3, t: 63, d: 8, m: 12, dv: 5 }, chunk: 16 },
+  { name: 'C=1', dims: { b: 1, h: 2, t: 20, d: 6, m: 10, dv: 7 }, chunk: 1 },
+  { name: 'C≥T', dims: { b: 1, h: 1, t: 10, d: 8, m: 8, dv: 8 }, chunk: 64 },
+  { name: 'T=100 D=60', dims: { b: 1, h: 2, t: 100, d: 16, m: 24, dv: 60 }, chunk: 32 },
+];
+
+/** sqr runs without a projection (m = d) so that the identity path is covered. */
+function dimsFor(feature: FeatureMap, s: Shape): Dims {
+  return feature === 'sqr' ? { ...s.dims, m: s.dims.d } : s.dims;
+}
+
+function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
+
+describe.each(BACKENDS)('$name', (backend) => {
+  let K: Kernels;
+  beforeAll(async () => {
+    K = await backend.make();
+    expect(K.simd).toBe(backend.simd);
+  });
+  afterEach(() => {
+    expect(K.liveBytes(), 'every wasm allocation is freed after each call').toBe(0);
+  });
+  afterAll(() => K.dispose());
+
+  describe('causal forward and backward match the float64 reference', () => {
+    for (const feature of FEATURES) {
+      for (const s of SHAPES) {
+        for (const withState of [false, true]) {
+          it(`${feature}, ${s.name}, ${withState ? 'with' : 'no'} state`, () => {
+            const dims = dimsFor(feature, s);
+            const p = makeProblem(feature, dims, 11);
+            const state = withState ? prefixState(p, 5, 12) : undefined;
+            const { dOut, dState } = upstream(dims, 13);
+            const ref = refCausalForward({ ...p, state });
+            const got = K.causalForward({ ...p, state, chunk: s.chunk });
+            assertClose('out', ref.out, got.out, TOL);
+            assertStateClose('state', ref.state, got.state, dims, TOL);
+            const rg = refCausalBackward({ ...p, state, dOut, dState });
+            const g = K.causalBackward({ ...p, stateIn: state, stateOut: got.state, dOut, dState, chunk: s.chunk });
+            // At T = 1 without a state out = v_0 whatever q is, so dq is exactly 0 and only
+            // rounding remains: input gradients are measured against the problem's largest one.
+            const scale = TOL * Math.max(maxAbs(rg.dq), maxAbs(rg.dk), maxAbs(rg.dv));
+            assertClose('dq', rg.dq, g.dq, TOL, scale);
+            assertClose('dk', rg.dk, g.dk, TOL, scale);
+            assertClose('dv', rg.dv, g.dv, TOL, scale);
+            assertClose('dState.S', rg.dState.S, g.dState.S, TOL);
+            assertClose('dState.z', rg.dState.z, g.dState.z, TOL);
+            const kept = K.causalBackward({ ...p, stateIn: state, stateOut: got.state, out: got.out, dOut, dState, chunk: s.chunk });
+            for (const key of ['dq', 'dk', 'dv'] as const) assertClose(`${key} with the forward's out kept`, rg[key], kept[key], TOL, scale);
+          });
+        }
+      }
+    }
+  });
+
+  it('precomputed features (forward, backward, carried state) match the reference', () => {
+    const dims = { b: 2, h: 2, t: 37, d: 9, m: 9, dv: 6 };
+    const rng = new Rng(21);
+    const n = dims.b * dims.h * dims.t * dims.m;
+    const phiQ = Float32Array.from(rng.uniforms(n, 0, 1));
+    const phiK = Float32Array.from(rng.uniforms(n, 0, 1));
+    const v = Float32Array.from(rng.normals(dims.b * dims.h * dims.t * dims.dv));
+    const state = refCausalForwardFeatures({ phiQ: phiQ.slice(0, 0), phiK: phiK.slice(0, 0), v: v.slice(0, 0), dims: { ...dims, b: 0 } }).state;
+    expect(state.S.length).toBe(0);
+    const { dOut, dState } = upstream(dims, 22);
+    const ref = refCausalForwardFeatures({ phiQ, phiK, v, dims });
+    const got = K.causalForwardFeatures({ phiQ, phiK, v, dims, chunk: 8 });
+    assertClose('out', ref.out, got.out, TOL);
+    assertStateClose('state', ref.state, got.state, dims, TOL);
+    const rg = refCausalBackwardFeatures({ phiQ, phiK, v, dims, dOut, dState });
+    const g = K.causalBackwardFeatures({ phiQ, phiK, v, dims, stateOut: got.state, dOut, dState, chunk: 8 });
+    assertClose('dPhiQ', rg.dPhiQ, g.dPhiQ, TOL);
+    assertClose('dPhiK', rg.dPhiK, g.dPhiK, TOL);
+    assertClose('dv', rg.dv, g.dv, TOL);
+    assertClose('dState.S', rg.dState.S, g.dState.S, TOL);
+  });
+
+  describe('bidirectional matches the reference', () => {
+    for (const feature of FEATURES) {
+      it(feature, () => {
+        const dims = dimsFor(feature, SHAPES[1]);
+        const p = makeProblem(feature, dims, 31);
+        const { dOut } = upstream(dims, 32);
+        assertClose('out', refBidirectionalForward(p).out, K.bidirectionalForward({ ...p, chunk: 16 }).out, TOL);
+        const rg = refBidirectionalBackward({ ...p, dOut });
+        const g = K.bidirectionalBackward({ ...p, dOut, chunk: 16 });
+        assertClose('dq', rg.dq, g.dq, TOL);
+        assertClose('dk', rg.dk, g.dk, TOL);
+        assertClose('dv', rg.dv, g.dv, TOL);
+      });
+    }
+  });
+
+  describe('recurrent steps equal the causal forward', () => {
+    for (const feature of FEATURES) {
+      it(feature, () => {
+        const dims = dimsFor(feature, SHAPES[2]);
+        const p = makeProblem(feature, dims, 41);
+        const { b, h, t, d, dv } = dims;
+        const whole = K.causalForward({ ...p, chunk: 7 });
+        let state = K.causalForward({ ...p, dims: { ...dims, t: 1 }, q: sliceT(p.q, b * h, t, d, 0, 1), k: sliceT(p.k, b * h, t, d, 0, 1), v: sliceT(p.v, b * h, t, dv, 0, 1) }).state;
+        const outs = [sliceT(whole.out, b * h, t, dv, 0, 1)];
+        for (let i = 1; i < t; i++) {
+          const r = K.recurrentStep({ ...p, q: sliceT(p.q, b * h, t, d, i, i + 1), k: sliceT(p.k, b * h, t, d, i, i + 1), v: sliceT(p.v, b * h, t, dv, i, i + 1), state });
+          state = r.state;
+          outs.push(r.out);
+        }
+        const stepped = outs.reduce((acc, o, i) => (i === 0 ? o : concatT(acc, i, o, 1, b * h, dv)));
+        assertClose('out', whole.out, stepped, TOL);
+        assertStateClose('state', whole.state, state, dims, TOL);
+      });
+    }
+  });
+
+  describe('chunk-size invariance', () => {
+    for (const feature of FEATURES) {
+      it(feature, () => {
+        const dims = dimsFor(feature, SHAPES[1]);
+        const p = makeProblem(feature, dims, 51);
+        const { dOut, dState } = upstream(dims, 52);
+        const base = K.causalForward({ ...p, chunk: 64 });
+        const gb = K.causalBackward({ ...p, stateOut: base.state, dOut, dState, chunk: 64 });
+        for (const chunk of [1, 5, 16, 63]) {
+          const f = K.causalForward({ ...p, chunk });
+          assertClose(`out C=${chunk}`, base.out, f.out, TOL);
+          assertStateClose(`state C=${chunk}`, base.state, f.state, dims, TOL);
+          const g = K.causalBackward({ ...p, stateOut: f.state, dOut, dState, chunk });
+          assertClose(`dq C=${chunk}`, gb.dq, g.dq, TOL);
+          assertClose(`dk C=${chunk}`, gb.dk, g.dk, TOL);
+          assertClose(`dv C=${chunk}`, gb.dv, g.dv, TOL);
+        }
+      });
+    }
+  });
+
+  describe('split-and-resume equals one call (state carry and its gradient)', () => {
+    for (const feature of FEATURES) {
+      it(feature, () => {
+        const dims = dimsFor(feature, SHAPES[1]);
+        const { b, h, t, d, dv } = dims;
+        const bh = b * h;
+        const p = makeProblem(feature, dims, 61);
+        const { dOut, dState } = upstream(dims, 62);
+        const whole = K.causalForward({ ...p, chunk: 16 });
+        const gw = K.causalBackward({ ...p, stateOut: whole.state, dOut, dState, chunk: 16 });
+        const t1 = 23;
+        const part = (t0: number, t2: number) => ({
+          ...p,
+          dims: { ...dims, t: t2 - t0 },
+          q: sliceT(p.q, bh, t, d, t0, t2),
+          k: sliceT(p.k, bh, t, d, t0, t2),
+          v: sliceT(p.v, bh, t, dv, t0, t2),
+          chunk: 16,
+        });
+        const f1 = K.causalForward(part(0, t1));
+        const f2 = K.causalForward({ ...part(t1, t), state: f1.state });
+        assertClose('out', whole.out, concatT(f1.out, t1, f2.out, t - t1, bh, dv), TOL);
+        assertStateClose('state', whole.state, f2.state, dims, TOL);
+        const g2 = K.causalBackward({ ...part(t1, t), stateIn: f1.state, stateOut: f2.state, dOut: sliceT(dOut, bh, t, dv, t1, t), dState });
+        const g1 = K.causalBackward({ ...part(0, t1), stateOut: f1.state, dOut: sliceT(dOut, bh, t, dv, 0, t1), dState: g2.dState });
+        assertClose('dq', gw.dq, concatT(g1.dq, t1, g2.dq, t - t1, bh, d), TOL);
+        assertClose('dk', gw.dk, concatT(g1.dk, t1, g2.dk, t - t1, bh, d), TOL);
+        assertClose('dv', gw.dv, concatT(g1.dv, t1, g2.dv, t - t1, bh, dv), TOL);
+      });
+    }
+  });
+
+  describe('causality: changing token p leaves every output before p bit-identical', () => {
+    for (const feature of FEATURES) {
+      it(feature, () => {
+        const dims = dimsFor(feature, SHAPES[1]);
+        const { b, h, t, d, dv } = dims;
+        const p = makeProblem(feature, dims, 71);
+        const before = K.causalForward({ ...p, chunk: 16 }).out;
+        for (const pos of [0, 9, 16, 40]) {
+          const q = p.q.slice();
+          const k = p.k.slice();
+          const v = p.v.slice();
+          for (let i = 0; i < b * h; i++) {
+            for (let c = 0; c < d; c++) {
+              q[(i * t + pos) * d + c] *= -3;
+              k[(i * t + pos) * d + c] = 5 + k[(i * t + pos) * d + c] * 4;
+            }
+            for (let c = 0; c < dv; c++) v[(i * t + pos) * dv + c] += 100;
+          }
+          const after = K.causalForward({ ...p, q, k, v, chunk: 16 }).out;
+          let changed = 0;
+          for (let i = 0; i < b * h; i++) {
+            for (let j = 0; j < t * dv; j++) {
+              const a = before[i * t * dv + j];
+              const c = after[i * t * dv + j];
+              if (j < pos * dv) expect(Object.is(a, c), `slice ${i} token ${Math.floor(j / dv)} < ${pos}`).toBe(true);
+              else if (a !== c) changed++;
+            }
+          }
+          expect(changed, 'the change is visible from token p on').toBeGreaterThan(0);
+        }
+      });
+    }
+  });
+
+  it('writes every output element (outputs are NaN-poisoned before each call)', () => {
+    const p = makeProblem('favor', SHAPES[1].dims, 81);
+    const { dOut } = upstream(p.dims, 82);
+    const f = K.causalForward({ ...p, chunk: 16 });
+    const g = K.causalBackward({ ...p, stateOut: f.state, dOut, chunk: 16 });
+    for (const [name, a] of Object.entries({ out: f.out, S: f.state.S, z: f.state.z, dq: g.dq, dk: g.dk, dv: g.dv, dS: g.dState.S })) {
+      expect(a.every(Number.isFinite), name).toBe(true);
+    }
+  });
+
+  it('memory returns to its baseline and stops growing', () => {
+    const p = makeProblem('favor', SHAPES[4].dims, 91);
+    const { dOut } = upstream(p.dims, 92);
+    const run = () => {
+      const f = K.causalForward({ ...p, chunk: 32 });
+      K.causalBackward({ ...p, stateOut: f.state, dOut, chunk: 32 });
+    };
+    run();
+    const high = K.memoryBytes();
+    for (let i = 0; i < 10; i++) run();
+    expect(K.liveBytes()).toBe(0);
+    expect(K.memoryBytes()).toBe(high);
+  });
+});
