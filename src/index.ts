@@ -5,6 +5,7 @@ export type {
   CausalBackwardArgs,
   CausalForwardArgs,
   CausalGrads,
+  CallStats,
   FeaturesArgs,
   InitOptions,
   StepArgs,

@@ -249,6 +249,24 @@ describe.each(BACKENDS)('$name', (backend) => {
     }
   });
 
+  it('scratch memory does not grow with T (only one float per chunk for FAVOR+ offsets)', () => {
+    const scratch = (t: number) => {
+      const p = makeProblem('favor', { b: 1, h: 2, t, d: 8, m: 16, dv: 8 }, 95);
+      const { dOut } = upstream(p.dims, 96);
+      const f = K.causalForward({ ...p, chunk: 64 });
+      const fwd = K.lastCall();
+      K.causalBackward({ ...p, stateOut: f.state, out: f.out, dOut, chunk: 64 });
+      const bwd = K.lastCall();
+      expect(bwd.ioBytes).toBeGreaterThan(t * 2 * 4 * (8 + 8 + 8));
+      return { fwd: fwd.scratchBytes, bwd: bwd.scratchBytes };
+    };
+    const short = scratch(1024);
+    const long = scratch(65_536);
+    expect(short.bwd).toBeGreaterThan(0);
+    expect(long.fwd).toBe(short.fwd);
+    expect(long.bwd - short.bwd).toBeLessThanOrEqual(4 * (65_536 - 1024) / 64);
+  });
+
   it('memory returns to its baseline and stops growing', () => {
     const p = makeProblem('favor', SHAPES[4].dims, 91);
     const { dOut } = upstream(p.dims, 92);

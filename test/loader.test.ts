@@ -51,8 +51,11 @@ describe('loader', () => {
       'sp_causal_backward',
       'sp_causal_forward',
       'sp_free',
+      'sp_heap_bytes',
       'sp_live_bytes',
+      'sp_peak_bytes',
       'sp_recurrent_step',
+      'sp_reset_peak',
       'sp_simd',
     ]);
   });

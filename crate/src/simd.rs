@@ -65,10 +65,9 @@ mod imp {
         }
         #[inline(always)]
         pub fn hmax(self) -> f32 {
-            let a = self.0;
+            let a = f32x4_max(self.0, i32x4_shuffle::<2, 3, 0, 1>(self.0, self.0));
+            let a = f32x4_max(a, i32x4_shuffle::<1, 0, 3, 2>(a, a));
             f32x4_extract_lane::<0>(a)
-                .max(f32x4_extract_lane::<1>(a))
-                .max(f32x4_extract_lane::<2>(a).max(f32x4_extract_lane::<3>(a)))
         }
         /// `exp(x)` for every lane (see `exp_parts`).
         #[inline(always)]

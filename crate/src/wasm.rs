@@ -8,10 +8,36 @@ use crate::dims::{DimError, Dims, Feature};
 use crate::linear_attn::chunk_bwd::Grads;
 use crate::linear_attn::{self, FeatureArgs, Qkv, State, StateMut};
 use core::slice;
-use std::alloc::{alloc, dealloc, Layout};
+use std::alloc::{alloc, dealloc, GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator, counting every byte the module holds (buffers and kernel scratch),
+/// so callers can see the peak a kernel reached.
+struct Counting;
+
+static HEAP: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = System.alloc(l);
+        if !p.is_null() {
+            let now = HEAP.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l);
+        HEAP.fetch_sub(l.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 #[repr(i32)]
 enum Status {
@@ -57,6 +83,25 @@ pub unsafe extern "C" fn sp_free(p: *mut u8, bytes: usize) {
 #[no_mangle]
 pub extern "C" fn sp_live_bytes() -> usize {
     LIVE.load(Ordering::Relaxed)
+}
+
+/// Largest number of heap bytes held at once since the last `sp_reset_peak` (buffers from
+/// `sp_alloc` plus the kernels' own scratch).
+#[no_mangle]
+pub extern "C" fn sp_peak_bytes() -> usize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+/// Heap bytes held now.
+#[no_mangle]
+pub extern "C" fn sp_heap_bytes() -> usize {
+    HEAP.load(Ordering::Relaxed)
+}
+
+/// Starts a new peak measurement from the bytes held now.
+#[no_mangle]
+pub extern "C" fn sp_reset_peak() {
+    PEAK.store(HEAP.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// 1 when this binary was built with SIMD.

@@ -136,8 +136,17 @@ export function emptyState(dims: Pick<Dims, 'b' | 'h' | 'm' | 'dv'>, feature: Fe
   };
 }
 
+/** Memory of the most recent call, measured inside the module. */
+export interface CallStats {
+  /** Bytes of inputs copied in and outputs copied out. */
+  ioBytes: number;
+  /** Peak of the kernel's own scratch: what it needs beyond its inputs and outputs. */
+  scratchBytes: number;
+}
+
 export class Kernels {
   private x: KernelExports | undefined;
+  private stats: CallStats = { ioBytes: 0, scratchBytes: 0 };
 
   constructor(
     instance: WebAssembly.Instance,
@@ -185,11 +194,20 @@ export class Kernels {
     return { dims, code: CODES[feature], omega, chunk, eps: checkEps(fn, a.eps) };
   }
 
+  /** Memory of the most recent successful call (see {@link CallStats}). */
+  lastCall(): CallStats {
+    return { ...this.stats };
+  }
+
   private run<T>(body: (s: Scope, x: KernelExports) => T): T {
     const x = this.exports;
     const s = new Scope(x);
+    x.sp_reset_peak();
+    const base = x.sp_heap_bytes();
     try {
-      return body(s, x);
+      const result = body(s, x);
+      this.stats = { ioBytes: s.bytes, scratchBytes: x.sp_peak_bytes() - base - s.bytes };
+      return result;
     } finally {
       s.free();
     }

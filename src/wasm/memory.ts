@@ -9,6 +9,9 @@ export interface KernelExports {
   sp_alloc(bytes: number): number;
   sp_free(ptr: number, bytes: number): void;
   sp_live_bytes(): number;
+  sp_heap_bytes(): number;
+  sp_peak_bytes(): number;
+  sp_reset_peak(): void;
   sp_simd(): number;
   [name: string]: unknown;
 }
@@ -20,6 +23,8 @@ const MiB = (n: number) => `${(n / 1024 ** 2).toFixed(1)} MiB`;
 
 export class Scope {
   private readonly owned: Array<[number, number]> = [];
+  /** Bytes this scope has allocated (inputs copied in, outputs). */
+  bytes = 0;
 
   constructor(private readonly x: KernelExports) {}
 
@@ -32,6 +37,7 @@ export class Scope {
       );
     }
     this.owned.push([p, bytes]);
+    this.bytes += bytes;
     return p;
   }
 

@@ -80,6 +80,21 @@ pub fn feature_map<'a>(f: &FeatureArgs<'a>, dims: &Dims, i: usize, omega_t: &'a 
     FeatureMap { kind: f.kind, omega, omega_t, d, m }
 }
 
+/// `row[j] *= exp(offs[j] − to)`. Offsets are non-decreasing and mostly equal, so the
+/// factor is recomputed only where the offset changes.
+pub fn mask_frames(row: &mut [f32], offs: &[f32], to: f32) {
+    let (mut last, mut f) = (to, 1.0);
+    for (x, &o) in row.iter_mut().zip(offs) {
+        if o != last {
+            last = o;
+            f = frame(o, to);
+        }
+        if f != 1.0 {
+            *x *= f;
+        }
+    }
+}
+
 /// `exp(a − b)` for offsets, exactly 1 when they are equal.
 #[inline]
 pub fn frame(a: f32, b: f32) -> f32 {
@@ -135,9 +150,7 @@ pub fn prepare(fm: &FeatureMap, w: &mut Work, n: usize, xq: &[f32], xk: &[f32], 
     for i in 0..n {
         let row = &mut w.a[i * n..(i + 1) * n];
         if stab {
-            for j in 0..=i {
-                row[j] *= frame(w.offs[j], w.offs[i]);
-            }
+            mask_frames(&mut row[..=i], &w.offs[..=i], w.offs[i]);
         }
         row[i + 1..].fill(0.0);
     }
@@ -146,11 +159,15 @@ pub fn prepare(fm: &FeatureMap, w: &mut Work, n: usize, xq: &[f32], xk: &[f32], 
 
 /// Float32 copies of a float64 state.
 pub fn load_state(w: &mut Work, s: &[f64], z: &[f64]) {
-    for (d, &x) in w.s32.iter_mut().zip(s) {
-        *d = x as f32;
-    }
-    for (d, &x) in w.z32.iter_mut().zip(z) {
-        *d = x as f32;
+    narrow(&mut w.s32, s);
+    narrow(&mut w.z32, z);
+}
+
+/// `dst = src` rounded to float32 (equal lengths, so the loop vectorises).
+pub fn narrow(dst: &mut [f32], src: &[f64]) {
+    let src = &src[..dst.len()];
+    for i in 0..dst.len() {
+        dst[i] = src[i] as f32;
     }
 }
 

@@ -10,7 +10,8 @@
 //! `den` are recomputed and the gradients emitted (formulas in `README.md`).
 
 use super::chunk::{
-    attend, denominators, feature_map, increment, key_offset_after, load_state, prepare, prepare_keys, rescale, Work,
+    attend, denominators, feature_map, increment, key_offset_after, load_state, mask_frames, narrow, prepare,
+    prepare_keys, rescale, Work,
 };
 use super::chunk_fwd::apply_increment;
 use super::{head_slices, FeatureArgs, Qkv, State};
@@ -331,25 +332,16 @@ fn chunk_grads(w: &mut Work, b: &mut BwdWork, n: usize, v: &[f32], g: &[f32], ep
     // E = (GN Vᵀ + gD 1ᵀ) ∘ P.
     transpose(n, dv, v, dv, &mut b.vt);
     gemm(n, n, dv, View { data: &b.gn, ld: dv }, View { data: &b.vt, ld: n }, &mut b.e, n, false, Tri::LowerOut);
-    let stab = w.sq[..n].iter().any(|&x| x != 1.0) || w.w[..n].iter().any(|&x| x != 1.0);
     for i in 0..n {
         let row = &mut b.e[i * n..(i + 1) * n];
-        for j in 0..=i {
-            row[j] += b.gd[i];
-            if stab {
-                row[j] *= super::chunk::frame(w.offs[j], w.offs[i]);
-            }
-        }
+        row[..=i].iter_mut().for_each(|x| *x += b.gd[i]);
+        mask_frames(&mut row[..=i], &w.offs[..=i], w.offs[i]);
         row[i + 1..].fill(0.0);
     }
     gemm(n, m, n, View { data: &b.e, ld: n }, View { data: &w.phk, ld: m }, &mut b.dphq, m, true, Tri::LowerA);
     // ∂ΦK = diag(w)(V Gᵀ + 1 Gzᵀ) + Eᵀ ΦQ.
-    for (x, &y) in b.g32.iter_mut().zip(gs) {
-        *x = y as f32;
-    }
-    for (x, &y) in b.gz32.iter_mut().zip(gz) {
-        *x = y as f32;
-    }
+    narrow(&mut b.g32, gs);
+    narrow(&mut b.gz32, gz);
     transpose(m, dv, &b.g32, dv, &mut b.st);
     gemm(n, m, dv, View { data: v, ld: dv }, View { data: &b.st, ld: m }, &mut b.dphk, m, false, Tri::Full);
     for j in 0..n {
