@@ -3,7 +3,7 @@
  * (crate/src/linear_attn/README.md is the contract).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { init, type Kernels } from '../src/index.ts';
+import { emptyState, init, type Kernels } from '../src/index.ts';
 import type { Dims, FeatureMap } from '../src/types.ts';
 import {
   refBidirectionalBackward,
@@ -150,6 +150,33 @@ describe.each(BACKENDS)('$name', (backend) => {
         assertStateClose('state', whole.state, state, dims, TOL);
       });
     }
+  });
+
+  describe('causalUnroll recovers the input state from the output state', () => {
+    for (const feature of FEATURES) {
+      it(feature, () => {
+        const dims = dimsFor(feature, SHAPES[1]);
+        const p = makeProblem(feature, dims, 55);
+        const state = prefixState(p, 7, 56);
+        const f = K.causalForward({ ...p, state, chunk: 16 });
+        const back = K.causalUnroll({ ...p, stateOut: f.state, offsetIn: state.offset, chunk: 16 });
+        assertStateClose('state', state, back, dims, 1e-9);
+        const fromEmpty = K.causalForward({ ...p, chunk: 16 });
+        const empty = K.causalUnroll({ ...p, stateOut: fromEmpty.state, offsetIn: emptyState(dims, feature).offset, chunk: 16 });
+        expect(empty.S.every((x) => x === 0)).toBe(true);
+      });
+    }
+
+    it('refuses when the offset jumped beyond recovery, and when the state does not match', () => {
+      const dims = SHAPES[1].dims;
+      const p = makeProblem('favor', dims, 57);
+      const state = prefixState(p, 7, 58);
+      const low = { ...state, offset: state.offset.map((o) => o - 100) };
+      const f = K.causalForward({ ...p, state: low, chunk: 16 });
+      expect(() => K.causalUnroll({ ...p, stateOut: f.state, offsetIn: low.offset, chunk: 16 })).toThrow(/raised the FAVOR\+ offset by more than 30/);
+      const g = K.causalForward({ ...p, state, chunk: 16 });
+      expect(() => K.causalUnroll({ ...p, k: p.q, stateOut: g.state, offsetIn: state.offset, chunk: 16 })).toThrow(/stateOut is not the state/);
+    });
   });
 
   describe('chunk-size invariance', () => {

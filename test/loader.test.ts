@@ -50,6 +50,7 @@ describe('loader', () => {
       'sp_bidirectional_forward',
       'sp_causal_backward',
       'sp_causal_forward',
+      'sp_causal_unroll',
       'sp_free',
       'sp_heap_bytes',
       'sp_live_bytes',

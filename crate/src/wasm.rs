@@ -49,6 +49,7 @@ enum Status {
     OutOfMemory = -5,
     StateMismatch = -6,
     BadFeature = -7,
+    Unrecoverable = -8,
 }
 
 fn layout(bytes: usize) -> Option<Layout> {
@@ -285,6 +286,46 @@ pub unsafe extern "C" fn sp_causal_backward(
             g,
         )
         .map_err(|_| Status::StateMismatch)
+    }))
+}
+
+/// Recovers the input state of a causal forward from its output state, `k`, `v` and the
+/// input offset `off_in: [bh]` (see `linear_attn::unroll`).
+///
+/// # Safety
+/// Every pointer must point to a buffer of the size its shape implies.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sp_causal_unroll(
+    bh: usize,
+    h: usize,
+    t: usize,
+    d: usize,
+    m: usize,
+    dv: usize,
+    chunk: usize,
+    feature: u32,
+    k: *const f32,
+    v: *const f32,
+    omega: *const f32,
+    s_out: *const f64,
+    z_out: *const f64,
+    off_out: *const f64,
+    off_in: *const f64,
+    s_in: *mut f64,
+    z_in: *mut f64,
+    off_in_out: *mut f64,
+) -> i32 {
+    let dims = dims_of(bh, h, t, d, m, dv, chunk);
+    status(check(&dims, feature, omega).and_then(|f| {
+        let fa = feature_args(&dims, f, omega, 0.0);
+        let so = state(&dims, s_out, z_out, off_out).ok_or(Status::Length)?;
+        let si = state_mut(&dims, s_in, z_in, off_in_out);
+        let (nk, nv) = (bh * t * d, bh * t * dv);
+        linear_attn::causal_unroll(&dims, &fa, r(k, nk), r(v, nv), so, r(off_in, bh), si).map_err(|e| match e {
+            linear_attn::unroll::UnrollError::StateMismatch { .. } => Status::StateMismatch,
+            linear_attn::unroll::UnrollError::Unrecoverable { .. } => Status::Unrecoverable,
+        })
     }))
 }
 

@@ -30,6 +30,7 @@ const STATUS: Record<number, string> = {
   [-5]: 'out of wasm memory for the kernel workspace',
   [-6]: 'stateOut is not the state the forward produced from these q, k (its offset disagrees with the keys)',
   [-7]: 'unknown feature map',
+  [-8]: 'a chunk raised the FAVOR+ offset by more than 30, so the input state cannot be recovered from the output state; keep that state instead',
 };
 
 export interface CausalArgs extends FeatureSpec {
@@ -125,6 +126,25 @@ interface Checked {
   omega?: Float32Array;
   chunk: number;
   eps: number;
+}
+
+/**
+ * The kernels keep FAVOR+ offsets as float32 values. A state whose offset is not one (a float64
+ * reference state, say) is moved to the nearest float32 offset: `S, z` scale by
+ * `exp(offset − fround(offset))`, the same state in another frame. Returns those factors too.
+ */
+function toF32Frames(state: AttnState, m: number, dv: number): { state: AttnState; factors: Float64Array | undefined } {
+  const moved = state.offset.some((o) => Math.fround(o) !== o);
+  if (!moved) return { state, factors: undefined };
+  const S = Float64Array.from(state.S);
+  const z = Float64Array.from(state.z);
+  const offset = state.offset.map(Math.fround);
+  const factors = state.offset.map((o, i) => Math.exp(o - offset[i]));
+  factors.forEach((f, i) => {
+    for (let j = i * m * dv; j < (i + 1) * m * dv; j++) S[j] *= f;
+    for (let j = i * m; j < (i + 1) * m; j++) z[j] *= f;
+  });
+  return { state: { S, z, offset }, factors };
 }
 
 export function emptyState(dims: Pick<Dims, 'b' | 'h' | 'm' | 'dv'>, feature: FeatureMap | 'identity'): AttnState {
@@ -231,7 +251,8 @@ export class Kernels {
 
   private forwardImpl(fn: string, a: CausalForwardArgs, c: Checked, feature: FeatureMap | 'identity' = a.feature): { out: Float32Array; state: AttnState } {
     const { b, h, t, d, m, dv } = c.dims;
-    const state = a.state === undefined ? undefined : checkState(fn, 'state', a.state, c.dims, feature);
+    const given = a.state === undefined ? undefined : checkState(fn, 'state', a.state, c.dims, feature);
+    const state = given && toF32Frames(given, m, dv).state;
     const bh = b * h;
     return this.run((s, x) => {
       const pq = s.put(a.q, 'q');
@@ -266,7 +287,9 @@ export class Kernels {
 
   private backwardImpl(fn: string, a: CausalBackwardArgs, c: Checked, feature: FeatureMap | 'identity' = a.feature): CausalGrads {
     const { b, h, t, d, m, dv } = c.dims;
-    const stateIn = a.stateIn === undefined ? undefined : checkState(fn, 'stateIn', a.stateIn, c.dims, feature);
+    const givenIn = a.stateIn === undefined ? undefined : checkState(fn, 'stateIn', a.stateIn, c.dims, feature);
+    const framed = givenIn && toF32Frames(givenIn, m, dv);
+    const stateIn = framed?.state;
     const stateOut = checkState(fn, 'stateOut', a.stateOut, c.dims, feature);
     checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv });
     if (a.out !== undefined) checkArray(fn, 'out', a.out, Float32Array, { b, h, t, dv });
@@ -291,12 +314,38 @@ export class Kernels {
       const pdz = s.out('f64', bh * m, 'dState.z');
       const f = x.sp_causal_backward as (...a: number[]) => number;
       Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, pq, pk, pv, pw, ps, pz, po, qs, qz, qo, pout, pg, gs, gz, pdq, pdk, pdv, pds, pdz));
-      return {
-        dq: s.f32(pdq, bh * t * d),
-        dk: s.f32(pdk, bh * t * d),
-        dv: s.f32(pdv, bh * t * dv),
-        dState: { S: s.f64(pds, bh * m * dv), z: s.f64(pdz, bh * m) },
-      };
+      const grad = { S: s.f64(pds, bh * m * dv), z: s.f64(pdz, bh * m) };
+      // The kernel saw the state in float32 frames: S_used = f · S_given, so ∂/∂S_given = f · ∂/∂S_used.
+      framed?.factors?.forEach((f, i) => {
+        for (let j = i * m * dv; j < (i + 1) * m * dv; j++) grad.S[j] *= f;
+        for (let j = i * m; j < (i + 1) * m; j++) grad.z[j] *= f;
+      });
+      return { dq: s.f32(pdq, bh * t * d), dk: s.f32(pdk, bh * t * d), dv: s.f32(pdv, bh * t * dv), dState: grad };
+    });
+  }
+
+  /**
+   * Recovers the state a causal forward started from, given the state it returned, its `k`,
+   * `v` (the queries play no part) and the starting offsets. Exact up to float64 rounding when
+   * `chunk` is the forward's. Throws when a chunk raised the FAVOR+ offset by more than 30
+   * (the input state was scaled below recovery): keep such states instead.
+   */
+  causalUnroll(a: Omit<CausalArgs, 'q' | 'eps'> & { stateOut: AttnState; offsetIn: Float64Array }): AttnState {
+    const fn = 'causalUnroll';
+    const c = this.common(fn, { ...a, q: a?.k } as CausalArgs, FORWARD);
+    const { b, h, t, d, m, dv } = c.dims;
+    const stateOut = checkState(fn, 'stateOut', a.stateOut, c.dims, a.feature);
+    const offsetIn = checkArray<Float64Array>(fn, 'offsetIn', a.offsetIn, Float64Array, { b, h }, { allowNegInf: true }).map(Math.fround);
+    const bh = b * h;
+    return this.run((s, x) => {
+      const ptrs = [s.put(a.k, 'k'), s.put(a.v, 'v'), c.omega ? s.put(c.omega, 'omega') : 0];
+      const pst = [s.put(stateOut.S, 'stateOut.S'), s.put(stateOut.z, 'stateOut.z'), s.put(stateOut.offset, 'stateOut.offset'), s.put(offsetIn, 'offsetIn')];
+      const qs = s.out('f64', bh * m * dv, 'state.S');
+      const qz = s.out('f64', bh * m, 'state.z');
+      const qo = s.out('f64', bh, 'state.offset');
+      const f = x.sp_causal_unroll as (...a: number[]) => number;
+      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, ...ptrs, ...pst, qs, qz, qo));
+      return { S: s.f64(qs, bh * m * dv), z: s.f64(qz, bh * m), offset: s.f64(qo, bh) };
     });
   }
 
@@ -338,7 +387,7 @@ export class Kernels {
     if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected an arguments object`);
     const dims = checkDims(fn, { ...(a.dims as object), t: 1 });
     const c = this.common(fn, { ...a, dims, chunk: 1 }, FORWARD);
-    const state = checkState(fn, 'state', a.state, dims, c.code === 0 ? 'favor' : 'relu');
+    const state = toF32Frames(checkState(fn, 'state', a.state, dims, c.code === 0 ? 'favor' : 'relu'), dims.m, dims.dv).state;
     const { b, h, d, m, dv } = dims;
     const bh = b * h;
     return this.run((s, x) => {

@@ -21,7 +21,7 @@ use crate::matmul::{gemm, transpose, Tri, View};
 use crate::simd;
 
 /// Largest offset raise (in nats) within one chunk that is undone by subtraction.
-const MAX_RAISE: f64 = 30.0;
+pub(crate) const MAX_RAISE: f64 = 30.0;
 
 /// Gradients written by the backward.
 pub struct Grads<'a> {
@@ -162,7 +162,7 @@ struct HeadGrads<'a> {
 }
 
 /// `starts[c]` = key offset at the start of chunk `c`; `starts[n_chunks]` = final offset.
-fn chunk_offsets(dims: &Dims, fm: &FeatureMap, w: &mut Work, k: &[f32], offset_in: f32, starts: &mut [f32]) {
+pub(crate) fn chunk_offsets(dims: &Dims, fm: &FeatureMap, w: &mut Work, k: &[f32], offset_in: f32, starts: &mut [f32]) {
     let (t, d, c) = (dims.t, dims.d, dims.c());
     starts[0] = offset_in;
     for ci in 0..dims.n_chunks() {

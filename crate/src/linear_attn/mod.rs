@@ -8,11 +8,13 @@ pub mod chunk;
 pub mod chunk_bwd;
 pub mod chunk_fwd;
 pub mod recurrent;
+pub mod unroll;
 
 pub use bidirectional::{bidirectional_backward, bidirectional_forward};
 pub use chunk_bwd::causal_backward;
 pub use chunk_fwd::causal_forward;
 pub use recurrent::recurrent_step;
+pub use unroll::causal_unroll;
 
 use crate::dims::{Dims, Feature};
 
