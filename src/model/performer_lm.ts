@@ -1,0 +1,270 @@
+/**
+ * A Performer language model on TF.js variables and the fused attention op.
+ *
+ * tokens `[B, T]` → embedding + sinusoidal positions (starting at `offset`, so a slice knows
+ * where it is) → N blocks (causal Performer attention, GELU feed-forward, layer norms, pre-LN by
+ * default) → logits `[B, T, vocab]`. Every layer carries an attention state, so a sequence can
+ * be processed in slices, and decoding costs the same at every position.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { randomProjection, Rng } from '../features/index.ts';
+import { performerAttention } from '../tfjs/op.ts';
+import type { AttnState, FeatureMap, StateGrad } from '../types.ts';
+import { emptyState, type Kernels } from '../wasm/kernels.ts';
+
+export interface PerformerLMConfig {
+  vocabSize: number;
+  dModel: number;
+  heads: number;
+  layers: number;
+  /** Feed-forward width. */
+  ffn: number;
+  feature: FeatureMap;
+  /** Random features per head (favor; default: the head width). */
+  features?: number;
+  /** Kernel chunk length (default 64). */
+  chunk?: number;
+  /** Pre-LN blocks (default) or post-LN. */
+  preLN?: boolean;
+  /** Seed of the initial weights and random features. */
+  seed?: number;
+}
+
+/** What a layer's attention starts from: a state, or a function of the layer's own `k, v`. */
+export type StateSource = AttnState | ((kv: { k: Float32Array; v: Float32Array }) => AttnState) | undefined;
+
+export interface ForwardOptions {
+  /** Position of the first token (default 0). */
+  offset?: number;
+  /** Per layer: the state to continue from. */
+  states?: StateSource[];
+  /** Per layer: upstream gradient of the output state, sink for the input state's gradient. */
+  stateGrads?: Array<{ upstream?: StateGrad; onInput?: (g: StateGrad) => void } | undefined>;
+}
+
+export interface ForwardResult {
+  /** `[B, T, vocab]` */
+  logits: tf.Tensor3D;
+  /** Per layer: the state each layer started from (resolved) and ended with. */
+  statesIn: AttnState[];
+  statesOut: AttnState[];
+}
+
+interface Block {
+  ln1g: tf.Variable;
+  ln1b: tf.Variable;
+  wq: tf.Variable;
+  bq: tf.Variable;
+  wk: tf.Variable;
+  bk: tf.Variable;
+  wv: tf.Variable;
+  bv: tf.Variable;
+  wo: tf.Variable;
+  bo: tf.Variable;
+  ln2g: tf.Variable;
+  ln2b: tf.Variable;
+  w1: tf.Variable;
+  b1: tf.Variable;
+  w2: tf.Variable;
+  b2: tf.Variable;
+}
+
+export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps = 1e-5): tf.Tensor {
+  const { mean, variance } = tf.moments(x, -1, true);
+  return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, eps))), g), b);
+}
+
+/** Exact (erf) GELU. */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+}
+
+/** Sinusoidal positions `[T, width]` for positions `offset … offset + T − 1` (all sines, then cosines). */
+export function positions(offset: number, t: number, width: number): tf.Tensor2D {
+  const half = width / 2;
+  const data = new Float32Array(t * width);
+  for (let i = 0; i < t; i++) {
+    for (let k = 0; k < half; k++) {
+      const a = (offset + i) * Math.exp((-Math.log(10000) * 2 * k) / width);
+      data[i * width + k] = Math.sin(a);
+      data[i * width + half + k] = Math.cos(a);
+    }
+  }
+  return tf.tensor2d(data, [t, width]);
+}
+
+export class PerformerLM {
+  readonly config: Required<PerformerLMConfig>;
+  readonly embed: tf.Variable;
+  readonly blocks: Block[];
+  readonly lnFg: tf.Variable;
+  readonly lnFb: tf.Variable;
+  readonly headW: tf.Variable;
+  readonly headB: tf.Variable;
+  /** Per layer `[heads, features, headWidth]` fixed random features (favor). */
+  readonly omegas: Array<Float32Array | undefined>;
+
+  constructor(
+    readonly kernels: Kernels,
+    config: PerformerLMConfig,
+  ) {
+    const c = { features: config.dModel / config.heads, chunk: 64, preLN: true, seed: 1, ...config };
+    for (const key of ['vocabSize', 'dModel', 'heads', 'layers', 'ffn', 'features', 'chunk'] as const) {
+      if (!Number.isSafeInteger(c[key]) || c[key] <= 0) throw new TypeError(`PerformerLM: ${key} must be a positive integer, got ${c[key]}`);
+    }
+    if (c.dModel % c.heads !== 0 || (c.dModel / c.heads) % 2 !== 0 || c.dModel % 2 !== 0) {
+      throw new TypeError(`PerformerLM: dModel (${c.dModel}) must split into ${c.heads} heads of even width`);
+    }
+    this.config = c;
+    const rng = new Rng(c.seed);
+    const init = (shape: number[], scale: number) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = new Float32Array(n);
+      for (let i = 0; i < n; i++) data[i] = rng.normal() * scale;
+      return tf.variable(tf.tensor(data, shape));
+    };
+    const zeros = (n: number) => tf.variable(tf.zeros([n]));
+    const ones = (n: number) => tf.variable(tf.ones([n]));
+    const D = c.dModel;
+    const s = 1 / Math.sqrt(D);
+    this.embed = init([c.vocabSize, D], 0.02 * Math.sqrt(D));
+    this.blocks = Array.from({ length: c.layers }, () => ({
+      ln1g: ones(D),
+      ln1b: zeros(D),
+      wq: init([D, D], s),
+      bq: zeros(D),
+      wk: init([D, D], s),
+      bk: zeros(D),
+      wv: init([D, D], s),
+      bv: zeros(D),
+      wo: init([D, D], s / Math.sqrt(2 * c.layers)),
+      bo: zeros(D),
+      ln2g: ones(D),
+      ln2b: zeros(D),
+      w1: init([D, c.ffn], s),
+      b1: zeros(c.ffn),
+      w2: init([c.ffn, D], 1 / Math.sqrt(c.ffn) / Math.sqrt(2 * c.layers)),
+      b2: zeros(D),
+    }));
+    this.lnFg = ones(D);
+    this.lnFb = zeros(D);
+    this.headW = init([D, c.vocabSize], s);
+    this.headB = zeros(c.vocabSize);
+    const hd = D / c.heads;
+    this.omegas = Array.from({ length: c.layers }, (_, l) =>
+      c.feature === 'favor' || c.features !== hd ? randomProjection({ h: c.heads, m: c.features, d: hd, seed: c.seed * 1000 + l }) : undefined,
+    );
+  }
+
+  /** Trainable variables by name (stable order). */
+  namedVariables(): Array<[string, tf.Variable]> {
+    const out: Array<[string, tf.Variable]> = [['embed', this.embed]];
+    this.blocks.forEach((b, l) => {
+      for (const [k, v] of Object.entries(b)) out.push([`blocks.${l}.${k}`, v as tf.Variable]);
+    });
+    if (this.config.preLN) out.push(['lnF.g', this.lnFg], ['lnF.b', this.lnFb]);
+    out.push(['head.w', this.headW], ['head.b', this.headB]);
+    return out;
+  }
+
+  emptyStates(batch: number): AttnState[] {
+    const { heads, features, layers, dModel } = this.config;
+    return Array.from({ length: layers }, () => emptyState({ b: batch, h: heads, m: features, dv: dModel / heads }, this.config.feature));
+  }
+
+  /** `tokens: [B, T]` int32 → logits and states (see {@link ForwardOptions}). */
+  forward(tokens: tf.Tensor2D, o: ForwardOptions = {}): ForwardResult {
+    const [B, T] = tokens.shape;
+    const { dModel: D, heads: H, preLN } = this.config;
+    const hd = D / H;
+    const statesIn: AttnState[] = [];
+    const statesOut: AttnState[] = [];
+    let x: tf.Tensor = tf.add(tf.gather(this.embed, tokens), positions(o.offset ?? 0, T, D));
+    const split = (y: tf.Tensor) => tf.transpose(tf.reshape(y, [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
+    this.blocks.forEach((blk, l) => {
+      const a = preLN ? layerNorm(x, blk.ln1g, blk.ln1b) : x;
+      const q = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wq), blk.bq));
+      const k = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wk), blk.bk));
+      const v = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wv), blk.bv));
+      const source = o.states?.[l];
+      const state = typeof source === 'function' ? source({ k: k.dataSync() as Float32Array, v: v.dataSync() as Float32Array }) : source;
+      const r = performerAttention(q, k, v, {
+        kernels: this.kernels,
+        feature: this.config.feature,
+        omega: this.omegas[l],
+        m: this.config.features,
+        causal: true,
+        chunk: this.config.chunk,
+        state,
+        stateGrad: o.stateGrads?.[l],
+      });
+      statesIn.push(state ?? this.emptyStates(B)[l]);
+      statesOut.push(r.state!);
+      const merged = tf.reshape(tf.transpose(r.out, [0, 2, 1, 3]), [B * T, D]);
+      const attn = tf.reshape(tf.add(tf.matMul(merged, blk.wo), blk.bo), [B, T, D]);
+      x = preLN ? tf.add(x, attn) : layerNorm(tf.add(x, attn), blk.ln1g, blk.ln1b);
+      const f = preLN ? layerNorm(x, blk.ln2g, blk.ln2b) : x;
+      const hdn = gelu(tf.add(tf.matMul(tf.reshape(f, [B * T, D]), blk.w1), blk.b1));
+      const ff = tf.reshape(tf.add(tf.matMul(hdn, blk.w2), blk.b2), [B, T, D]);
+      x = preLN ? tf.add(x, ff) : layerNorm(tf.add(x, ff), blk.ln2g, blk.ln2b);
+    });
+    if (preLN) x = layerNorm(x, this.lnFg, this.lnFb);
+    const logits = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [B * T, D]), this.headW), this.headB), [B, T, this.config.vocabSize]) as tf.Tensor3D;
+    return { logits, statesIn, statesOut };
+  }
+
+  /**
+   * Decodes: the prompt is run in chunks of `sliceLength`, then one token at a time with the
+   * carried states, so each new token costs the same whatever the context length.
+   * Sampling: temperature (0 = greedy) and top-k, reproducible from `seed`.
+   */
+  generate(
+    prompt: number[],
+    o: { maxNewTokens: number; temperature?: number; topK?: number; seed?: number; sliceLength?: number; onToken?: (t: number) => void },
+  ): number[] {
+    if (prompt.length === 0) throw new TypeError('generate: prompt must hold at least one token');
+    const rng = new Rng(o.seed ?? 0);
+    let states: AttnState[] = this.emptyStates(1);
+    let pos = 0;
+    let last: Float32Array = new Float32Array(0);
+    const step = (ids: number[]) => {
+      const r = tf.tidy(() => {
+        const f = this.forward(tf.tensor2d(ids, [1, ids.length], 'int32'), { offset: pos, states });
+        states = f.statesOut;
+        return f.logits.slice([0, ids.length - 1, 0], [1, 1, -1]).dataSync() as Float32Array;
+      });
+      pos += ids.length;
+      last = Float32Array.from(r);
+    };
+    const slice = o.sliceLength ?? 256;
+    for (let i = 0; i < prompt.length; i += slice) step(prompt.slice(i, i + slice));
+    const out: number[] = [];
+    for (let n = 0; n < o.maxNewTokens; n++) {
+      const tok = sample(last, o.temperature ?? 1, o.topK ?? 0, rng);
+      out.push(tok);
+      o.onToken?.(tok);
+      if (n + 1 < o.maxNewTokens) step([tok]);
+    }
+    return out;
+  }
+
+  dispose(): void {
+    for (const [, v] of this.namedVariables()) v.dispose();
+    if (!this.config.preLN) [this.lnFg, this.lnFb].forEach((v) => v.dispose());
+  }
+}
+
+/** Samples an index from `logits` with temperature and top-k (greedy at temperature 0). */
+export function sample(logits: Float32Array, temperature: number, topK: number, rng: Rng): number {
+  const idx = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]);
+  if (temperature <= 0) return idx[0];
+  const keep = topK > 0 ? idx.slice(0, topK) : idx;
+  const mx = logits[keep[0]];
+  const w = keep.map((i) => Math.exp((logits[i] - mx) / temperature));
+  let u = rng.nextFloat() * w.reduce((a, b) => a + b, 0);
+  for (let j = 0; j < keep.length; j++) {
+    u -= w[j];
+    if (u <= 0) return keep[j];
+  }
+  return keep[keep.length - 1];
+}

@@ -1,0 +1,209 @@
+/**
+ * SLiM training: gradients of a whole sequence with memory set by the slice length.
+ *
+ * Pass 1 runs every slice forward without gradients, carrying each layer's attention state, and
+ * keeps only each slice's starting offsets (a few floats). Pass 2 walks the slices in reverse:
+ * each layer's starting state is recovered from its end state (`causalUnroll`, exact), the slice
+ * is recomputed under the gradient tape with the surrogate term ⟨state_end, G⟩ (passed to the
+ * attention op as the upstream state gradient), parameter gradients accumulate, and the op's
+ * input-state gradient becomes the `G` of the previous slice. The loss is normalised by the
+ * whole sequence's token count, so the result equals full backpropagation.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { PerformerLM } from '../model/performer_lm.ts';
+import type { AttnState, StateGrad } from '../types.ts';
+
+export interface Batch {
+  /** `[B, T + 1]` token ids: inputs are `[:, :-1]`, targets `[:, 1:]`. */
+  tokens: Int32Array;
+  batch: number;
+  /** `[B, T + 1]`, 0 = padding (targets use `[:, 1:]`); default all 1. */
+  mask?: Uint8Array;
+}
+
+export interface Gradients {
+  /** Mean cross-entropy over the unmasked targets. */
+  loss: number;
+  /** Unmasked target count. */
+  tokens: number;
+  grads: Map<string, tf.Tensor>;
+}
+
+interface Split {
+  B: number;
+  T: number;
+  inputs: Int32Array;
+  targets: Int32Array;
+  weights: Float32Array;
+  count: number;
+}
+
+function split(model: PerformerLM, b: Batch): Split {
+  const B = b.batch;
+  if (!Number.isSafeInteger(B) || B <= 0) throw new TypeError(`batch must be a positive integer, got ${B}`);
+  if (!(b.tokens instanceof Int32Array) || b.tokens.length % B !== 0 || b.tokens.length / B < 2) {
+    throw new TypeError(`tokens must be an Int32Array of shape [batch, T + 1] with T ≥ 1, got length ${b.tokens?.length}`);
+  }
+  const T = b.tokens.length / B - 1;
+  if (b.mask !== undefined && (!(b.mask instanceof Uint8Array) || b.mask.length !== b.tokens.length)) {
+    throw new TypeError(`mask must be a Uint8Array of shape [batch, T + 1] = [${B}, ${T + 1}]`);
+  }
+  const V = model.config.vocabSize;
+  const inputs = new Int32Array(B * T);
+  const targets = new Int32Array(B * T);
+  const weights = new Float32Array(B * T);
+  let count = 0;
+  for (let i = 0; i < B; i++) {
+    for (let t = 0; t < T; t++) {
+      const a = b.tokens[i * (T + 1) + t];
+      const y = b.tokens[i * (T + 1) + t + 1];
+      if (!(a >= 0 && a < V && y >= 0 && y < V)) throw new RangeError(`tokens must lie in [0, ${V}), found ${a < 0 || a >= V ? a : y}`);
+      inputs[i * T + t] = a;
+      targets[i * T + t] = y;
+      weights[i * T + t] = b.mask ? b.mask[i * (T + 1) + t + 1] : 1;
+      count += weights[i * T + t];
+    }
+  }
+  return { B, T, inputs, targets, weights, count };
+}
+
+function columns(x: Int32Array | Float32Array, B: number, T: number, t0: number, t1: number) {
+  const out = new (x.constructor as Int32ArrayConstructor | Float32ArrayConstructor)(B * (t1 - t0));
+  for (let i = 0; i < B; i++) out.set(x.subarray(i * T + t0, i * T + t1), i * (t1 - t0));
+  return out;
+}
+
+/** Σ cross-entropy · weight / normaliser over a slice. */
+function sliceLoss(logits: tf.Tensor3D, targets: Int32Array, weights: Float32Array, normaliser: number): tf.Scalar {
+  const V = logits.shape[2];
+  const flat = tf.reshape(logits, [-1, V]);
+  const logp = tf.logSoftmax(flat);
+  const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.tensor1d(targets, 'int32'), V)), 1);
+  return tf.div(tf.neg(tf.sum(tf.mul(picked, tf.tensor1d(weights)))), Math.max(normaliser, 1)) as tf.Scalar;
+}
+
+function addInto(acc: Map<string, tf.Tensor>, name: string, g: tf.Tensor) {
+  const prev = acc.get(name);
+  acc.set(name, prev ? tf.keep(tf.add(prev, g)) : tf.keep(g.clone()));
+  prev?.dispose();
+}
+
+/** Gradients of the whole sequence by ordinary backpropagation (memory grows with T). */
+export function fullGradients(model: PerformerLM, batch: Batch): Gradients {
+  const s = split(model, batch);
+  const vars = model.namedVariables();
+  const grads = new Map<string, tf.Tensor>();
+  const loss = tf.tidy(() => {
+    const { value, grads: g } = tf.variableGrads(() => {
+      const { logits } = model.forward(tf.tensor2d(s.inputs, [s.B, s.T], 'int32'));
+      return sliceLoss(logits, s.targets, s.weights, s.count);
+    }, vars.map(([, v]) => v));
+    for (const [name, v] of vars) grads.set(name, tf.keep(g[v.name]));
+    return value.dataSync()[0];
+  });
+  return { loss, tokens: s.count, grads };
+}
+
+/** Gradients of the whole sequence, slice by slice (memory set by `sliceLength`). */
+export function slimGradients(model: PerformerLM, batch: Batch, sliceLength: number): Gradients {
+  if (!Number.isSafeInteger(sliceLength) || sliceLength <= 0) throw new TypeError(`sliceLength must be a positive integer, got ${sliceLength}`);
+  const s = split(model, batch);
+  const vars = model.namedVariables();
+  const L = model.config.layers;
+  const starts: number[] = [];
+  for (let t0 = 0; t0 < s.T; t0 += sliceLength) starts.push(t0);
+
+  // Pass 1: forward without gradients; keep each slice's starting offsets, and the starting
+  // state itself only where the offset jumped too far to be recovered by unrolling.
+  let states: AttnState[] = model.emptyStates(s.B);
+  const offsetsIn: Float64Array[][] = [];
+  const kept: Array<Array<AttnState | undefined>> = [];
+  for (const t0 of starts) {
+    const t1 = Math.min(t0 + sliceLength, s.T);
+    offsetsIn.push(states.map((st) => Float64Array.from(st.offset)));
+    const before = states;
+    states = tf.tidy(() => model.forward(tf.tensor2d(columns(s.inputs, s.B, s.T, t0, t1), [s.B, t1 - t0], 'int32'), { offset: t0, states }).statesOut);
+    kept.push(before.map((st, l) => (states[l].offset.some((o, i) => o - st.offset[i] > 30 && Number.isFinite(st.offset[i])) ? st : undefined)));
+  }
+
+  // Pass 2: reverse walk.
+  const grads = new Map<string, tf.Tensor>();
+  let G: Array<StateGrad | undefined> = new Array(L).fill(undefined);
+  let lossSum = 0;
+  for (let si = starts.length - 1; si >= 0; si--) {
+    const t0 = starts[si];
+    const t1 = Math.min(t0 + sliceLength, s.T);
+    const ends = states;
+    const nextG: Array<StateGrad | undefined> = new Array(L).fill(undefined);
+    let resolved: AttnState[] = [];
+    tf.tidy(() => {
+      const sources = ends.map((end, l) => {
+        const keep = kept[si][l];
+        if (keep) return keep;
+        return ({ k, v }: { k: Float32Array; v: Float32Array }) =>
+          model.kernels.causalUnroll({
+            k,
+            v,
+            dims: { b: s.B, h: model.config.heads, t: t1 - t0, d: model.config.dModel / model.config.heads, m: model.config.features, dv: model.config.dModel / model.config.heads },
+            feature: model.config.feature,
+            omega: model.omegas[l],
+            chunk: model.config.chunk,
+            stateOut: end,
+            offsetIn: offsetsIn[si][l],
+          });
+      });
+      const { value, grads: g } = tf.variableGrads(() => {
+        const f = model.forward(tf.tensor2d(columns(s.inputs, s.B, s.T, t0, t1), [s.B, t1 - t0], 'int32'), {
+          offset: t0,
+          states: sources,
+          stateGrads: G.map((up, l) => ({ upstream: up, onInput: (gIn: StateGrad) => (nextG[l] = gIn) })),
+        });
+        resolved = f.statesIn;
+        return sliceLoss(f.logits, columns(s.targets, s.B, s.T, t0, t1) as Int32Array, columns(s.weights, s.B, s.T, t0, t1) as Float32Array, s.count);
+      }, vars.map(([, v]) => v));
+      for (const [name, v] of vars) addInto(grads, name, g[v.name]);
+      lossSum += value.dataSync()[0];
+    });
+    states = resolved;
+    G = nextG;
+  }
+  return { loss: lossSum, tokens: s.count, grads };
+}
+
+export interface TrainerOptions {
+  /** Tokens per slice: peak memory follows it, not the sequence length. */
+  sliceLength: number;
+  /** Any TF.js optimizer (default Adam, learning rate 1e-3). */
+  optimizer?: tf.Optimizer;
+  /** Clip the global gradient norm to this value (default: no clipping). */
+  clipNorm?: number;
+  /** `'slim'` (default) or `'full'` backpropagation, for comparison. */
+  mode?: 'slim' | 'full';
+}
+
+/** One optimisation step per call: gradients (SLiM or full), optional clipping, update. */
+export class SlimTrainer {
+  readonly optimizer: tf.Optimizer;
+
+  constructor(
+    readonly model: PerformerLM,
+    readonly options: TrainerOptions,
+  ) {
+    this.optimizer = options.optimizer ?? tf.train.adam(1e-3);
+  }
+
+  step(batch: Batch): { loss: number; tokens: number; gradNorm: number } {
+    const g = this.options.mode === 'full' ? fullGradients(this.model, batch) : slimGradients(this.model, batch, this.options.sliceLength);
+    const names = [...g.grads.keys()];
+    const norm = tf.tidy(() => Math.sqrt(names.reduce((acc, n) => acc + tf.sum(tf.square(g.grads.get(n)!)).dataSync()[0], 0)));
+    const scale = this.options.clipNorm !== undefined && norm > this.options.clipNorm ? this.options.clipNorm / norm : 1;
+    const vars = new Map(this.model.namedVariables());
+    tf.tidy(() => {
+      const named: tf.NamedTensorMap = {};
+      for (const n of names) named[vars.get(n)!.name] = scale === 1 ? g.grads.get(n)! : tf.mul(g.grads.get(n)!, scale);
+      this.optimizer.applyGradients(named);
+    });
+    for (const t of g.grads.values()) t.dispose();
+    return { loss: g.loss, tokens: g.tokens, gradNorm: norm };
+  }
+}
