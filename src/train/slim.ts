@@ -122,7 +122,9 @@ export function slimGradients(model: PerformerLM, batch: Batch, sliceLength: num
     const t1 = Math.min(t0 + sliceLength, s.T);
     offsetsIn.push(states.map((st) => Float64Array.from(st.offset)));
     const before = states;
-    states = tf.tidy(() => model.forward(tf.tensor2d(columns(s.inputs, s.B, s.T, t0, t1), [s.B, t1 - t0], 'int32'), { offset: t0, states }).statesOut);
+    tf.tidy(() => {
+      states = model.forward(tf.tensor2d(columns(s.inputs, s.B, s.T, t0, t1), [s.B, t1 - t0], 'int32'), { offset: t0, states: before }).statesOut;
+    });
     kept.push(before.map((st, l) => (states[l].offset.some((o, i) => o - st.offset[i] > 30 && Number.isFinite(st.offset[i])) ? st : undefined)));
   }
 
