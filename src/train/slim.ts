@@ -10,7 +10,7 @@
  * whole sequence's token count, so the result equals full backpropagation.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { PerformerLM } from '../model/performer_lm.ts';
+import type { SequenceModel } from '../model/sequence_model.ts';
 import type { AttnState, StateGrad } from '../types.ts';
 
 export interface Batch {
@@ -38,7 +38,7 @@ interface Split {
   count: number;
 }
 
-function split(model: PerformerLM, b: Batch): Split {
+function split(model: SequenceModel, b: Batch): Split {
   const B = b.batch;
   if (!Number.isSafeInteger(B) || B <= 0) throw new TypeError(`batch must be a positive integer, got ${B}`);
   if (!(b.tokens instanceof Int32Array) || b.tokens.length % B !== 0 || b.tokens.length / B < 2) {
@@ -89,7 +89,7 @@ function addInto(acc: Map<string, tf.Tensor>, name: string, g: tf.Tensor) {
 }
 
 /** Gradients of the whole sequence by ordinary backpropagation (memory grows with T). */
-export function fullGradients(model: PerformerLM, batch: Batch): Gradients {
+export function fullGradients(model: SequenceModel, batch: Batch): Gradients {
   const s = split(model, batch);
   const vars = model.namedVariables();
   const grads = new Map<string, tf.Tensor>();
@@ -105,7 +105,7 @@ export function fullGradients(model: PerformerLM, batch: Batch): Gradients {
 }
 
 /** Gradients of the whole sequence, slice by slice (memory set by `sliceLength`). */
-export function slimGradients(model: PerformerLM, batch: Batch, sliceLength: number): Gradients {
+export function slimGradients(model: SequenceModel, batch: Batch, sliceLength: number): Gradients {
   if (!Number.isSafeInteger(sliceLength) || sliceLength <= 0) throw new TypeError(`sliceLength must be a positive integer, got ${sliceLength}`);
   const s = split(model, batch);
   const vars = model.namedVariables();
@@ -188,7 +188,7 @@ export class SlimTrainer {
   readonly optimizer: tf.Optimizer;
 
   constructor(
-    readonly model: PerformerLM,
+    readonly model: SequenceModel,
     readonly options: TrainerOptions,
   ) {
     this.optimizer = options.optimizer ?? tf.train.adam(1e-3);

@@ -10,9 +10,9 @@
 //! that state instead.
 
 use super::chunk::{feature_map, increment, prepare_keys, rescale, Work};
-use super::chunk_bwd::{chunk_offsets, MAX_RAISE};
+use super::chunk_bwd::{chunk_offsets, end_frame, MAX_RAISE};
 use super::{head_slices, FeatureArgs, State, StateMut};
-use crate::dims::{Dims, Feature};
+use crate::dims::Dims;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum UnrollError {
@@ -42,16 +42,15 @@ pub fn causal_unroll(
         state_in.offset[i] = offset_in[i];
         let fm = feature_map(f, dims, i, &mut omega_t);
         chunk_offsets(dims, &fm, &mut w, &k[rk.clone()], offset_in[i] as f32, &mut starts);
-        if f.kind == Feature::Favor && starts[dims.n_chunks()] as f64 != state_out.offset[i] {
-            return Err(UnrollError::StateMismatch { slice: i });
-        }
+        let fix = end_frame(f.kind, starts[dims.n_chunks()], state_out.offset[i])
+            .ok_or(UnrollError::StateMismatch { slice: i })?;
         if offset_in[i] == f64::NEG_INFINITY {
             s.fill(0.0);
             z.fill(0.0);
             continue;
         }
-        s.copy_from_slice(&state_out.s[rs]);
-        z.copy_from_slice(&state_out.z[rz]);
+        s.iter_mut().zip(&state_out.s[rs]).for_each(|(x, &y)| *x = y * fix);
+        z.iter_mut().zip(&state_out.z[rz]).for_each(|(x, &y)| *x = y * fix);
         for ci in (0..dims.n_chunks()).rev() {
             let (off_in, off_end) = (starts[ci] as f64, starts[ci + 1] as f64);
             if off_end - off_in > MAX_RAISE {

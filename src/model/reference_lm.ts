@@ -1,0 +1,174 @@
+/**
+ * The SLiM paper's reference architecture (`SLiMPerformer` in google-research's
+ * `performer/models/slim_performer/pytorch`), reproduced exactly on our kernels, with PyTorch
+ * `state_dict` names so weights move between the two:
+ *
+ * - input: `Embedding(vocab, hidden/2)` concatenated with sinusoidal positions of width hidden/2
+ *   (all sines, then all cosines; absolute positions, so a slice starting at s uses s, s+1, …);
+ * - gptln (post-LN) layer: x ← x + LN1(Attn(x)); x ← x + LN2(V(gelu(U x)));
+ *   otherwise (pre-LN): x ← x + Attn(LN1(x)); x ← x + V(gelu(U LN2(x)));
+ * - attention: q, k, v = Linear(hidden, hidden) with bias, heads `[B, T, H, hd]`, no output
+ *   projection; features relu / elu+1 / sqr on q, k themselves, or favor+ with the layer's fixed
+ *   `rfs: [H, hd, hd]` (our omega is its per-head transpose);
+ * - head: Linear(hidden, vocab); loss Σ(CE·mask) / (Σmask + 1e-8).
+ *
+ * Our kernels add a FAVOR+ stabiliser the reference lacks; it cancels in the ratio (only the 1e-16
+ * guard sees it), and a zero denominator passes no gradient (see the kernels' README).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { performerAttention } from '../tfjs/op.ts';
+import type { AttnState, FeatureMap } from '../types.ts';
+import { emptyState, type Kernels } from '../wasm/kernels.ts';
+import { gelu, layerNorm, positions, type ForwardOptions, type ForwardResult } from './performer_lm.ts';
+import type { SequenceModel } from './sequence_model.ts';
+
+export interface ReferenceConfig {
+  vocab: number;
+  hidden: number;
+  layers: number;
+  ffn: number;
+  heads: number;
+  /** The reference's names: 'relu', 'elu', 'sqr', 'favor+' (ours also accepted). */
+  feature: string;
+  gptln: boolean;
+}
+
+const FEATURES: Record<string, FeatureMap> = { relu: 'relu', elu: 'elu1', elu1: 'elu1', sqr: 'sqr', 'favor+': 'favor', favor: 'favor' };
+
+/** PyTorch parameter names of a layer, in `state_dict` order. */
+const LAYER_PARAMS = [
+  'U_map.bias',
+  'U_map.weight',
+  'V_map.bias',
+  'V_map.weight',
+  'attention.k_map.bias',
+  'attention.k_map.weight',
+  'attention.q_map.bias',
+  'attention.q_map.weight',
+  'attention.v_map.bias',
+  'attention.v_map.weight',
+  'layernorm1.bias',
+  'layernorm1.weight',
+  'layernorm2.bias',
+  'layernorm2.weight',
+];
+
+export class ReferenceLM implements SequenceModel {
+  readonly config: SequenceModel['config'] & { gptln: boolean; ffn: number };
+  readonly reference: ReferenceConfig;
+  private readonly vars = new Map<string, tf.Variable>();
+  readonly omegas: Array<Float32Array | undefined>;
+
+  /**
+   * `rfs`: per layer `[H, hd, hd]` random features (favor+ only), as the reference stores them.
+   * Weights start at zero: load them with `setWeights` or `importSafetensors`.
+   */
+  constructor(
+    readonly kernels: Kernels,
+    reference: ReferenceConfig,
+    rfs?: Array<ArrayLike<number>>,
+  ) {
+    const feature = FEATURES[reference.feature];
+    if (!feature) throw new TypeError(`ReferenceLM: feature must be one of ${Object.keys(FEATURES).join(', ')}, got ${reference.feature}`);
+    const { vocab, hidden, layers, ffn, heads } = reference;
+    for (const [k, v] of Object.entries({ vocab, hidden, layers, ffn, heads })) {
+      if (!Number.isSafeInteger(v) || v <= 0) throw new TypeError(`ReferenceLM: ${k} must be a positive integer, got ${v}`);
+    }
+    if (hidden % heads !== 0 || hidden % 4 !== 0) throw new TypeError(`ReferenceLM: hidden (${hidden}) must be a multiple of 4 and of heads (${heads})`);
+    const hd = hidden / heads;
+    this.reference = reference;
+    this.config = { vocabSize: vocab, dModel: hidden, heads, layers, features: hd, feature, chunk: 64, gptln: reference.gptln, ffn };
+    if (feature === 'favor') {
+      if (!rfs || rfs.length !== layers) throw new TypeError(`ReferenceLM: favor+ needs rfs for each of the ${layers} layers`);
+      this.omegas = rfs.map((r, l) => {
+        if (r.length !== heads * hd * hd) throw new TypeError(`ReferenceLM: rfs.${l} must be [${heads}, ${hd}, ${hd}], got ${r.length} values`);
+        const om = new Float32Array(heads * hd * hd);
+        for (let h = 0; h < heads; h++) for (let i = 0; i < hd; i++) for (let r2 = 0; r2 < hd; r2++) om[(h * hd + r2) * hd + i] = r[(h * hd + i) * hd + r2];
+        return om;
+      });
+    } else {
+      this.omegas = new Array(layers).fill(undefined);
+    }
+    for (const [name, shape] of this.shapes()) this.vars.set(name, tf.variable(tf.zeros(shape)));
+  }
+
+  /** Every parameter's PyTorch name and shape (`nn.Linear` weights are `[out, in]`). */
+  shapes(): Array<[string, number[]]> {
+    const { vocab, hidden, layers, ffn } = this.reference;
+    const out: Array<[string, number[]]> = [['input_map.weight', [vocab, hidden / 2]]];
+    for (let l = 0; l < layers; l++) {
+      for (const p of LAYER_PARAMS) {
+        const shape = p.startsWith('U_map') ? (p.endsWith('weight') ? [ffn, hidden] : [ffn]) : p.startsWith('V_map') ? (p.endsWith('weight') ? [hidden, ffn] : [hidden]) : p.endsWith('map.weight') ? [hidden, hidden] : [hidden];
+        out.push([`layers.${l}.${p}`, shape]);
+      }
+    }
+    out.push(['output_logit_map.bias', [vocab]], ['output_logit_map.weight', [vocab, hidden]]);
+    return out;
+  }
+
+  namedVariables(): Array<[string, tf.Variable]> {
+    return [...this.vars];
+  }
+
+  /** Assigns weights by PyTorch name (float32 or float64 values); every parameter is required. */
+  setWeights(weights: Map<string, { shape: number[]; data: ArrayLike<number> }>): void {
+    const missing = this.shapes().filter(([n]) => !weights.has(n)).map(([n]) => n);
+    const extra = [...weights.keys()].filter((n) => !this.vars.has(n));
+    if (missing.length || extra.length) throw new Error(`ReferenceLM.setWeights: missing [${missing.join(', ')}], unexpected [${extra.join(', ')}]`);
+    for (const [name, shape] of this.shapes()) {
+      const w = weights.get(name)!;
+      if (w.shape.join() !== shape.join()) throw new Error(`ReferenceLM.setWeights: ${name} must be [${shape}], got [${w.shape}]`);
+      this.vars.get(name)!.assign(tf.tensor(Float32Array.from(w.data), shape));
+    }
+  }
+
+  emptyStates(batch: number): AttnState[] {
+    const { heads, features, layers, dModel } = this.config;
+    return Array.from({ length: layers }, () => emptyState({ b: batch, h: heads, m: features, dv: dModel / heads }, this.config.feature));
+  }
+
+  forward(tokens: tf.Tensor2D, o: ForwardOptions = {}): ForwardResult {
+    const [B, T] = tokens.shape;
+    const { dModel: D, heads: H, gptln } = this.config;
+    const hd = D / H;
+    const p = (n: string) => this.vars.get(n)!;
+    const linear = (x: tf.Tensor, name: string, out: number) =>
+      tf.reshape(tf.add(tf.matMul(tf.reshape(x, [B * T, x.shape[2]!]), p(`${name}.weight`), false, true), p(`${name}.bias`)), [B, T, out]);
+    const pos = tf.tile(tf.expandDims(positions(o.offset ?? 0, T, D / 2), 0), [B, 1, 1]);
+    let x: tf.Tensor = tf.concat([tf.gather(p('input_map.weight'), tokens), pos], 2);
+    const statesIn: AttnState[] = [];
+    const statesOut: AttnState[] = [];
+    const split = (y: tf.Tensor) => tf.transpose(tf.reshape(y, [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
+    for (let l = 0; l < this.config.layers; l++) {
+      const pre = `layers.${l}`;
+      const ln = (y: tf.Tensor, i: number) => layerNorm(y, p(`${pre}.layernorm${i}.weight`), p(`${pre}.layernorm${i}.bias`));
+      const a = gptln ? x : ln(x, 1);
+      const [q, k, v] = ['q', 'k', 'v'].map((n) => split(linear(a, `${pre}.attention.${n}_map`, D)));
+      const source = o.states?.[l];
+      const state = typeof source === 'function' ? source({ k: k.dataSync() as Float32Array, v: v.dataSync() as Float32Array }) : source;
+      const r = performerAttention(q, k, v, {
+        kernels: this.kernels,
+        feature: this.config.feature,
+        omega: this.omegas[l],
+        m: hd,
+        causal: true,
+        chunk: this.config.chunk,
+        state,
+        stateGrad: o.stateGrads?.[l],
+      });
+      statesIn.push(state ?? this.emptyStates(B)[l]);
+      statesOut.push(r.state!);
+      const attn = tf.reshape(tf.transpose(r.out, [0, 2, 1, 3]), [B, T, D]);
+      x = tf.add(x, gptln ? ln(attn, 1) : attn);
+      const f = gptln ? x : ln(x, 2);
+      const ff = linear(gelu(linear(f, `${pre}.U_map`, this.config.ffn)), `${pre}.V_map`, D);
+      x = tf.add(x, gptln ? ln(ff, 2) : ff);
+    }
+    const logits = linear(x, 'output_logit_map', this.config.vocabSize) as tf.Tensor3D;
+    return { logits, statesIn, statesOut };
+  }
+
+  dispose(): void {
+    for (const v of this.vars.values()) v.dispose();
+  }
+}
