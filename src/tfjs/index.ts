@@ -1,0 +1,34 @@
+/**
+ * `slim-performer/tfjs`: everything that needs TF.js (a peer dependency, imported only here).
+ *
+ * - {@link performerAttention}: the attention op with a custom gradient that calls the fused
+ *   backward kernel (autograd keeps q, k, v only), state in and out, gradients through the state.
+ * - {@link PerformerAttention}, {@link PerformerBlock}: serialisable `tf.layers.Layer`s; call
+ *   `await initTfjs()` (or `setKernels(k)`) once before running them.
+ * - {@link PerformerLM}: a language model with slice-carried state and O(1)-per-token decoding.
+ * - {@link SlimTrainer}, {@link slimGradients}, {@link fullGradients}: SLiM training.
+ */
+export { performerAttention, type AttentionOptions, type AttentionResult } from './op.ts';
+export {
+  PerformerAttention,
+  PerformerBlock,
+  setKernels,
+  getKernels,
+  initTfjs,
+  performerLayers,
+  redrawCallback,
+  type PerformerAttentionArgs,
+  type PerformerBlockArgs,
+} from './layers.ts';
+export {
+  PerformerLM,
+  sample,
+  gelu,
+  layerNorm,
+  positions,
+  type PerformerLMConfig,
+  type ForwardOptions,
+  type ForwardResult,
+  type StateSource,
+} from '../model/performer_lm.ts';
+export { SlimTrainer, slimGradients, fullGradients, type Batch, type Gradients, type TrainerOptions } from '../train/slim.ts';
