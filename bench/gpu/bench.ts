@@ -1,0 +1,133 @@
+/**
+ * WebGPU kernel benchmark: fused causal forward and forward + backward on GPUBuffers (no host
+ * copies of the T-sized tensors inside the timed region), GFLOP/s and GB/s. Bundled by
+ * bench/gpu/build.sh into bench/gpu/dist/bench.mjs (only `webgpu` external) for the lent GPU
+ * machine; see bench/gpu/README.md.
+ *
+ *   node bench/gpu/dist/bench.mjs [--bh=32 --t=65536 --d=64 --m=128 --dv=64 --chunk=64
+ *        --feature=favor --reps=3 --wg=64 --backend=vulkan --out=DIR]
+ *
+ * Flop model (per token, "useful" work of the chunked algorithm): forward
+ * 2·2·m·d (q, k projections) + 2·C·m (scores, avg C/2 causal… counted full) + 2·C·dv (A·V)
+ * + 2·m·dv (ΦQ·S) + 2·m·dv (state update); the backward is counted as 2× the forward
+ * (the standard convention), so forward + backward = 3× forward.
+ * Bytes: forward reads q, k, v and writes out; backward reads q, k, v, dOut, writes dq, dk, dv.
+ */
+import { randomProjection } from '../../src/features/index.ts';
+import type { FeatureMap } from '../../src/types.ts';
+import { initWebGPU, type WebGPUKernels } from '../../src/webgpu/kernels.ts';
+
+const args = Object.fromEntries(
+  process.argv.slice(2).map((a) => {
+    const [k, v] = a.replace(/^--/, '').split('=');
+    return [k, v ?? '1'];
+  }),
+);
+const num = (k: string, d: number) => (args[k] !== undefined ? Number(args[k]) : d);
+const bh = num('bh', 32);
+const t = num('t', 65_536);
+const d = num('d', 64);
+const m = num('m', 128);
+const dv = num('dv', 64);
+const chunk = num('chunk', 64);
+const reps = num('reps', 3);
+const wg = args.wg ? Number(args.wg) : undefined;
+const feature = (args.feature ?? 'favor') as FeatureMap;
+const backend = args.backend ?? process.env.SLIM_WEBGPU_BACKEND ?? 'vulkan';
+const outDir = args.out ?? process.env.OUT;
+
+async function main() {
+  const t0 = performance.now();
+  const K: WebGPUKernels = await initWebGPU({ nodeBackends: backend.split(','), powerPreference: 'high-performance', workgroupSize: wg });
+  const dev = K.device;
+  const info = { adapter: K.description, workgroupSize: K.workgroupSize, limits: { maxStorageBufferBindingSize: dev.limits.maxStorageBufferBindingSize, maxBufferSize: dev.limits.maxBufferSize, maxComputeInvocationsPerWorkgroup: dev.limits.maxComputeInvocationsPerWorkgroup } };
+  console.log(`adapter: ${info.adapter}; workgroup ${K.workgroupSize}; init ${(performance.now() - t0).toFixed(0)} ms`);
+  const dims = { b: 1, h: bh, t, d, m, dv };
+  const omega = feature === 'favor' || m !== d ? randomProjection({ h: bh, m, d, seed: 7 }) : undefined;
+  // Inputs are generated on the GPU side by a host fill, in slices (bounded host memory).
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+  const make = (n: number, scale: number, seed: number) => {
+    const buf = dev.createBuffer({ size: n * 4, usage });
+    const step = 1 << 22;
+    let s = seed >>> 0;
+    for (let o = 0; o < n; o += step) {
+      const a = new Float32Array(Math.min(step, n - o));
+      for (let i = 0; i < a.length; i++) {
+        s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+        a[i] = scale * ((s / 4294967296) * 2 - 1);
+      }
+      dev.queue.writeBuffer(buf, o * 4, a.buffer, 0, a.byteLength);
+    }
+    return buf;
+  };
+  const nq = bh * t * d;
+  const nv = bh * t * dv;
+  const q = make(nq, 1, 1);
+  const k = make(nq, 1, 2);
+  const v = make(nv, 1, 3);
+  const g = make(nv, 1, 4);
+  await dev.queue.onSubmittedWorkDone();
+  const perTok = 4 * m * d + 2 * chunk * (m + dv) + 4 * m * dv;
+  const fwdFlops = bh * t * perTok;
+  const fwdBytes = 4 * bh * t * (2 * d + 2 * dv);
+  const bwdBytes = 4 * bh * t * (4 * d + 3 * dv);
+  const rows: Array<Record<string, unknown>> = [];
+  const finite = async (buf: GPUBuffer, n: number) => {
+    const st = dev.createBuffer({ size: Math.min(n, 1 << 20) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = dev.createCommandEncoder();
+    enc.copyBufferToBuffer(buf, (n - Math.min(n, 1 << 20)) * 4, st, 0, Math.min(n, 1 << 20) * 4);
+    dev.queue.submit([enc.finish()]);
+    await st.mapAsync(GPUMapMode.READ);
+    const a = new Float32Array(st.getMappedRange().slice(0));
+    st.destroy();
+    return a.every(Number.isFinite);
+  };
+  for (const what of ['forward', 'forward+backward'] as const) {
+    const times: number[] = [];
+    let ok = true;
+    let error: string | undefined;
+    for (let r = 0; r <= reps; r++) {
+      try {
+        const s = performance.now();
+        const f = await K.causalForwardGPU({ q, k, v, dims, feature, omega, chunk });
+        let grads: { dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer } | undefined;
+        if (what === 'forward+backward') grads = await K.causalBackwardGPU({ q, k, v, dOut: g, dims, feature, omega, chunk, stateOut: f.state });
+        const ms = performance.now() - s;
+        if (r > 0) times.push(ms);
+        if (r === reps) ok = (await finite(f.out, nv)) && (!grads || (await finite(grads.dq, nq)));
+        K.release(f.out);
+        if (grads) for (const b of [grads.dq, grads.dk, grads.dv]) K.release(b);
+      } catch (e) {
+        ok = false;
+        error = (e as Error).message;
+        break;
+      }
+    }
+    const best = times.length ? Math.min(...times) : NaN;
+    const flops = what === 'forward' ? fwdFlops : 3 * fwdFlops;
+    const bytes = what === 'forward' ? fwdBytes : fwdBytes + bwdBytes;
+    rows.push({ what, ok, error, bestMs: best, medianMs: times.sort((a, b) => a - b)[times.length >> 1], gflops: flops / best / 1e6, gbps: bytes / best / 1e6, dispatches: K.lastSteps });
+  }
+  for (const b of [q, k, v, g]) b.destroy();
+  K.dispose();
+  const result = { date: new Date().toISOString(), info, dims: { bh, t, d, m, dv, chunk, feature }, flopModel: `forward ${perTok} flop/token; forward+backward = 3x`, rows };
+  if (outDir) {
+    const fs = await import('node:fs');
+    fs.mkdirSync(outDir, { recursive: true });
+    fs.writeFileSync(`${outDir}/webgpu-bench.json`, JSON.stringify(result, null, 2));
+  }
+  console.log(`\nB·H=${bh} T=${t} d=${d} M=${m} D=${dv} C=${chunk} ${feature}`);
+  console.log('what               ok     best ms    GFLOP/s     GB/s  dispatches');
+  for (const r of rows) {
+    console.log(`${String(r.what).padEnd(18)} ${String(r.ok).padEnd(5)} ${Number(r.bestMs).toFixed(1).padStart(10)} ${Number(r.gflops).toPrecision(4).padStart(10)} ${Number(r.gbps).toPrecision(4).padStart(8)}  ${r.dispatches}${r.error ? `  ERROR ${r.error}` : ''}`);
+  }
+  if (rows.some((r) => !r.ok)) process.exitCode = 1;
+}
+
+main().then(
+  () => process.exit(process.exitCode ?? 0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

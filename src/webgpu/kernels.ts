@@ -1,0 +1,767 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The WebGPU backend: the same kernels, argument objects and validation as the wasm backend
+ * (src/wasm/kernels.ts), returning Promises. Each Float32Array call uploads its inputs into
+ * pooled GPU buffers, runs the WGSL kernel (shaders/*.wgsl) and reads the results back; the
+ * `…GPU` variants take and return GPUBuffers without copying the T-sized tensors (states stay
+ * Float64Array on the host: they are O(M·D) per slice).
+ *
+ * States: the GPU keeps S, z in float32 with Neumaier-compensated (hi, lo) sums for the forward
+ * accumulation (returned as hi + lo in float64); the backward never undoes a chunk by
+ * subtraction but replays the state from checkpoints (see shaders/causal_backward.wgsl).
+ */
+import type { AttnState, Dims, FeatureMap, StateGrad } from '../types.ts';
+import { ArgError, checkArray, checkChunk, checkDims, checkEps, checkFeature, checkOmega, checkState, checkStateGrad } from '../validate.ts';
+import type { BidirectionalBackwardArgs, CausalArgs, CausalBackwardArgs, CausalForwardArgs, CausalGrads, FeaturesArgs, StepArgs } from '../wasm/kernels.ts';
+import { GpuContext, WebGPUError, type AcquireOptions } from './device.ts';
+import { ProgramCache } from './program.ts';
+import { loadShaders, type KernelName } from './shaders/index.ts';
+
+const CODES: Record<FeatureMap | 'identity', number> = { favor: 0, relu: 1, elu1: 2, sqr: 3, identity: 4 };
+/** Offset of an empty FAVOR+ state on the GPU (-∞ is not portable in WGSL). */
+const NEG = -3.0e38;
+const STORAGE = 0x80; // GPUBufferUsage.STORAGE
+const COPY_SRC = 0x04;
+const COPY_DST = 0x08;
+const MAP_READ = 0x01;
+const UNIFORM = 0x40;
+const IO = STORAGE | COPY_SRC | COPY_DST;
+
+export interface WebGPUOptions extends AcquireOptions {
+  /** Invocations per workgroup (default 64; at most the device's limit, 128 in compatibility mode). */
+  workgroupSize?: number;
+  /** Fill every output (and the kernel's work buffer) with NaN before each run (tests). */
+  poison?: boolean;
+  /** Compensated (hi, lo) state sums in the forward (default true). */
+  compensate?: boolean;
+  /** Bytes of released buffers kept for reuse (default 256 MiB). */
+  poolBytes?: number;
+}
+
+/** Memory of the most recent call, as for the wasm backend (bytes of GPU buffers). */
+export interface GpuCallStats {
+  /** Bytes of inputs and outputs (the T-sized tensors). */
+  ioBytes: number;
+  /** The kernel's work buffer beyond its inputs and outputs (chunk scratch, checkpoints). */
+  scratchBytes: number;
+}
+
+interface Layout {
+  omegaOff: number;
+  stateInOff: number;
+  dStateOff: number;
+  stateOutOff: number;
+  scratchOff: number;
+  sliceWords: number;
+  words: number;
+  group: number;
+  nGroups: number;
+}
+
+interface Checked {
+  dims: Dims;
+  feature: FeatureMap | 'identity';
+  omega?: Float32Array;
+  chunk: number;
+  eps: number;
+}
+
+/** Tensors on the GPU for the `…GPU` variants: row-major f32 `[b, h, t, ·]` storage buffers. */
+export interface GpuCausalArgs {
+  q: GPUBuffer;
+  k: GPUBuffer;
+  v: GPUBuffer;
+  dims: Dims;
+  feature: FeatureMap;
+  omega?: Float32Array;
+  chunk?: number;
+  eps?: number;
+}
+
+function stateWords(m: number, dv: number): number {
+  return 2 * (m * dv + m) + 1;
+}
+
+function chunkWords(c: number, m: number, dv: number): number {
+  return 4 * c * m + 4 * c + c * c + c + c * dv + 4;
+}
+
+function gradWords(c: number, m: number, dv: number): number {
+  return m * dv + m + c * dv + c + c * c + 2 * c * m;
+}
+
+const align = (x: number, a = 64) => Math.ceil(x / a) * a;
+
+/** Bytes of the kernels' uniform `Params` (shaders/common.wgsl). */
+const PARAM_BYTES = 112;
+/** Estimated loop iterations per invocation per dispatch: software adapters (llvmpipe's 65 535 with margin), GPUs. */
+const SOFTWARE_LOOP_BUDGET = 40_000;
+const GPU_LOOP_BUDGET = 4_000_000;
+
+/** One dispatch: chunks [cBegin, cEnd) of a kernel phase (group g for the causal backward). */
+interface Step {
+  phase: number;
+  cBegin: number;
+  cEnd: number;
+  g: number;
+}
+
+/** exp(offset − fround(offset)): moves a state into the nearest float32 frame. */
+function frameFactor(offset: number): number {
+  return Number.isFinite(offset) ? Math.exp(offset - Math.fround(offset)) : 1;
+}
+
+export class WebGPUKernels {
+  /** Which backend this is (for reports). */
+  readonly backend = 'webgpu' as const;
+  private pool = new Map<string, GPUBuffer[]>();
+  private live = new Map<GPUBuffer, number>();
+  private pooledBytes = 0;
+  private stats: GpuCallStats = { ioBytes: 0, scratchBytes: 0 };
+  /** Dispatches the most recent kernel call was split into. */
+  lastSteps = 0;
+  private disposed = false;
+  readonly workgroupSize: number;
+  private readonly poison: boolean;
+  private readonly compensate: boolean;
+  private readonly poolLimit: number;
+
+  private constructor(
+    readonly ctx: GpuContext,
+    private readonly programs: ProgramCache,
+    opts: WebGPUOptions,
+  ) {
+    const maxWg = ctx.limits.maxComputeInvocationsPerWorkgroup;
+    this.workgroupSize = opts.workgroupSize ?? Math.min(64, maxWg);
+    if (!Number.isSafeInteger(this.workgroupSize) || this.workgroupSize < 1 || this.workgroupSize > maxWg || this.workgroupSize > ctx.limits.maxComputeWorkgroupSizeX) {
+      throw new ArgError(`WebGPUKernels: workgroupSize must be an integer in [1, ${Math.min(maxWg, ctx.limits.maxComputeWorkgroupSizeX)}] on this device, got ${opts.workgroupSize}`);
+    }
+    this.poison = opts.poison ?? false;
+    this.compensate = opts.compensate ?? true;
+    this.poolLimit = opts.poolBytes ?? 256 << 20;
+  }
+
+  /** Acquires a device (or wraps `opts.device`), loads the shaders and builds nothing yet. */
+  static async create(opts: WebGPUOptions = {}): Promise<WebGPUKernels> {
+    const { files } = await loadShaders();
+    const ctx = await GpuContext.create(opts);
+    try {
+      return new WebGPUKernels(ctx, new ProgramCache(ctx, files), opts);
+    } catch (e) {
+      ctx.dispose();
+      throw e;
+    }
+  }
+
+  get device(): GPUDevice {
+    return this.ctx.device;
+  }
+
+  /** The adapter that runs the kernels, e.g. "opengles: mesa llvmpipe …". */
+  get description(): string {
+    return this.ctx.description;
+  }
+
+  /** Pipelines built so far (one per shader key). */
+  get pipelines(): number {
+    return this.programs.size;
+  }
+
+  // ---------------------------------------------------------------- buffers
+
+  /** Bytes of GPU buffers handed out and not yet released (0 between Float32Array calls). */
+  liveBytes(): number {
+    let n = 0;
+    for (const b of this.live.values()) n += b;
+    return n;
+  }
+
+  /** Buffers handed out and not yet released. */
+  liveBuffers(): number {
+    return this.live.size;
+  }
+
+  /** Bytes held in GPU buffers: live plus pooled for reuse. */
+  memoryBytes(): number {
+    return this.liveBytes() + this.pooledBytes;
+  }
+
+  lastCall(): GpuCallStats {
+    return { ...this.stats };
+  }
+
+  private acquire(bytes: number, usage: number, label: string): GPUBuffer {
+    const size = align(Math.max(bytes, 16), 256);
+    const key = `${size}/${usage}`;
+    const free = this.pool.get(key);
+    let buf = free?.pop();
+    if (buf) this.pooledBytes -= size;
+    else buf = this.ctx.device.createBuffer({ size, usage, label });
+    this.live.set(buf, size);
+    return buf;
+  }
+
+  /** Returns a buffer this backend handed out (e.g. a `…GPU` output) to the pool. */
+  release(buf: GPUBuffer): void {
+    const size = this.live.get(buf);
+    if (size === undefined) throw new ArgError('release: this buffer was not handed out by this backend (or was released already)');
+    this.live.delete(buf);
+    if (this.disposed || this.pooledBytes + size > this.poolLimit) {
+      buf.destroy();
+      return;
+    }
+    const key = `${size}/${buf.usage}`;
+    let free = this.pool.get(key);
+    if (!free) this.pool.set(key, (free = []));
+    free.push(buf);
+    this.pooledBytes += size;
+  }
+
+  /** Destroys every pooled buffer (live ones stay valid until released). */
+  trim(): void {
+    for (const list of this.pool.values()) for (const b of list) b.destroy();
+    this.pool.clear();
+    this.pooledBytes = 0;
+  }
+
+  /** Destroys every buffer, pooled or live, and the device if this backend created it. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.trim();
+    for (const b of this.live.keys()) b.destroy();
+    this.live.clear();
+    this.disposed = true;
+    this.ctx.dispose();
+  }
+
+  private alive(fn: string): void {
+    if (this.disposed) throw new Error(`${fn}: this WebGPU kernel instance was disposed`);
+    this.ctx.alive(fn);
+  }
+
+  private upload(a: Float32Array, label: string): GPUBuffer {
+    const buf = this.acquire(a.byteLength, IO, label);
+    this.ctx.device.queue.writeBuffer(buf, 0, a.buffer, a.byteOffset, a.byteLength);
+    return buf;
+  }
+
+  private async download(buf: GPUBuffer, words: number, offsetWords = 0): Promise<Float32Array> {
+    const bytes = words * 4;
+    const staging = this.acquire(bytes, MAP_READ | COPY_DST, 'staging');
+    try {
+      const enc = this.ctx.device.createCommandEncoder();
+      enc.copyBufferToBuffer(buf, offsetWords * 4, staging, 0, align(bytes, 4));
+      this.ctx.device.queue.submit([enc.finish()]);
+      await staging.mapAsync(1 /* GPUMapMode.READ */, 0, bytes);
+      const out = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
+      staging.unmap();
+      return out;
+    } finally {
+      this.release(staging);
+    }
+  }
+
+  // ---------------------------------------------------------------- checks
+
+  private common(fn: string, a: CausalArgs, featureOverride?: 'identity', gpu = false): Checked {
+    this.alive(fn);
+    if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected an arguments object`);
+    const dims = checkDims(fn, a.dims);
+    const feature = featureOverride ?? checkFeature(fn, a.feature);
+    const chunk = checkChunk(fn, a.chunk);
+    const omega = feature === 'identity' ? undefined : checkOmega(fn, feature, a.omega, dims);
+    const { b, h, t, d, dv } = dims;
+    if (!gpu) {
+      const [nq, nk] = featureOverride ? ['phiQ', 'phiK'] : ['q', 'k'];
+      const shape: Record<string, number> = featureOverride ? { b, h, t, m: d } : { b, h, t, d };
+      checkArray(fn, nq, a.q, Float32Array, shape);
+      checkArray(fn, nk, a.k, Float32Array, shape);
+      checkArray(fn, 'v', a.v, Float32Array, { b, h, t, dv });
+    }
+    this.checkBinding(fn, 'q', b * h * t * d * 4);
+    this.checkBinding(fn, 'v', b * h * t * dv * 4);
+    return { dims, feature, omega, chunk: Math.min(chunk, t), eps: checkEps(fn, a.eps) };
+  }
+
+  private checkBinding(fn: string, name: string, bytes: number): void {
+    const lim = this.ctx.limits;
+    const max = Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize);
+    if (bytes > max) {
+      throw new ArgError(`${fn}: ${name} needs a ${(bytes / 2 ** 20).toFixed(1)} MiB storage binding, more than this device's ${(max / 2 ** 20).toFixed(0)} MiB limit (maxStorageBufferBindingSize); split the batch or the sequence`);
+    }
+  }
+
+  private checkGpuBuffer(fn: string, name: string, buf: unknown, bytes: number): GPUBuffer {
+    const b = buf as GPUBuffer;
+    if (typeof b !== 'object' || b === null || typeof b.size !== 'number' || typeof b.usage !== 'number') throw new ArgError(`${fn}: ${name} must be a GPUBuffer`);
+    if (b.size < bytes) throw new ArgError(`${fn}: ${name} must hold at least ${bytes} bytes, got a GPUBuffer of ${b.size}`);
+    if (!(b.usage & STORAGE)) throw new ArgError(`${fn}: ${name} must have GPUBufferUsage.STORAGE`);
+    return b;
+  }
+
+  // ---------------------------------------------------------------- layout and dispatch
+
+  private layout(kind: KernelName, c: Checked, hasState: boolean, hasDState: boolean): Layout {
+    const { b, h, t, d, m, dv } = c.dims;
+    const bh = b * h;
+    const C = c.chunk;
+    const sw = stateWords(m, dv);
+    const nC = Math.ceil(t / C);
+    const group = Math.max(1, Math.ceil(Math.sqrt(nC)));
+    const nGroups = Math.ceil(nC / group);
+    let sliceWords = chunkWords(C, m, dv);
+    if (kind === 'causal_backward') sliceWords += gradWords(C, m, dv) + (1 + group + nGroups) * sw;
+    if (kind === 'bidirectional_forward') sliceWords += sw;
+    if (kind === 'bidirectional_backward') sliceWords += sw + gradWords(C, m, dv);
+    let o = 0;
+    const omegaOff = o;
+    o = align(o + (c.omega ? h * m * d : 0));
+    const stateInOff = o;
+    o = align(o + (hasState ? bh * sw : 0));
+    const dStateOff = o;
+    o = align(o + (hasDState ? bh * (m * dv + m) : 0));
+    const stateOutOff = o;
+    if (kind === 'causal_forward') o = align(o + bh * sw);
+    if (kind === 'causal_backward') o = align(o + bh * (m * dv + m + 1));
+    const scratchOff = o;
+    o += bh * sliceWords;
+    return { omegaOff, stateInOff, dStateOff, stateOutOff, scratchOff, sliceWords, words: Math.max(o, 4), group, nGroups };
+  }
+
+  /** Writes the small inputs (omega, states) into a new work buffer. */
+  private workBuffer(fn: string, L: Layout, c: Checked, dims: Dims, state?: AttnState, dState?: StateGrad): GPUBuffer {
+    this.checkBinding(fn, 'the kernel work buffer (chunk scratch and states)', L.words * 4);
+    const W = this.acquire(L.words * 4, IO, `${fn} work`);
+    const q = this.ctx.device.queue;
+    if (this.poison) this.fill(W, L.words - L.stateOutOff, L.stateOutOff); // inputs are written below, before the fill runs
+    if (c.omega) q.writeBuffer(W, L.omegaOff * 4, c.omega.buffer, c.omega.byteOffset, c.omega.byteLength);
+    const { m, dv } = dims;
+    const bh = dims.b * dims.h;
+    if (state) {
+      const sw = stateWords(m, dv);
+      const mdv = m * dv;
+      const s = new Float32Array(bh * sw);
+      for (let i = 0; i < bh; i++) {
+        const o = i * sw;
+        const put = (x: number, at: number) => {
+          const hi = Math.fround(x);
+          s[o + at] = hi;
+          s[o + mdv + m + 1 + at] = Math.fround(x - hi);
+        };
+        // Offsets are float32 on the GPU: a state whose offset is not one moves to the nearest
+        // float32 frame (S, z scale by exp(offset − fround(offset))), as the wasm backend does.
+        const off = state.offset[i];
+        const f = frameFactor(off);
+        for (let e = 0; e < mdv; e++) put(f * state.S[i * mdv + e], e);
+        for (let r = 0; r < m; r++) put(f * state.z[i * m + r], mdv + r);
+        s[o + mdv + m] = off === -Infinity ? NEG : Math.max(Math.fround(off), NEG);
+      }
+      q.writeBuffer(W, L.stateInOff * 4, s);
+    }
+    if (dState) {
+      const g = new Float32Array(bh * (m * dv + m));
+      for (let i = 0; i < bh; i++) {
+        g.set(dState.S.subarray(i * m * dv, (i + 1) * m * dv), i * (m * dv + m));
+        g.set(dState.z.subarray(i * m, (i + 1) * m), i * (m * dv + m) + m * dv);
+      }
+      q.writeBuffer(W, L.dStateOff * 4, g);
+    }
+    return W;
+  }
+
+  private fillProgram?: Promise<import('./program.ts').Program>;
+  private pendingFills: Array<{ buf: GPUBuffer; words: number; start: number }> = [];
+
+  /** Queues a NaN fill of `words` words of `buf` from word `start` (encoded before the next kernel). */
+  private fill(buf: GPUBuffer, words: number, start = 0): void {
+    this.pendingFills.push({ buf, words, start });
+  }
+
+  private params(c: Checked, L: Layout, hasState: boolean, hasDState: boolean, wgPerRow: number, step: Step, buf: ArrayBuffer, at: number): void {
+    const { b, h, t, d, m, dv } = c.dims;
+    const u = new Uint32Array(buf, at, PARAM_BYTES / 4);
+    const f = new Float32Array(buf, at, PARAM_BYTES / 4);
+    u.set([b * h, h, t, d, m, dv, c.chunk, CODES[c.feature], c.omega ? 1 : 0, hasState ? 1 : 0, hasDState ? 1 : 0, L.group]);
+    u.set([L.omegaOff, L.stateInOff, L.dStateOff, L.stateOutOff, L.scratchOff, L.sliceWords], 12);
+    f[18] = c.eps;
+    f[19] = c.feature === 'favor' ? Math.pow(d, -0.25) : 1;
+    u.set([L.nGroups, wgPerRow, this.compensate ? 1 : 0, step.phase], 20);
+    u.set([step.cBegin, step.cEnd, step.g, Math.ceil(t / c.chunk)], 24);
+  }
+
+  /**
+   * Loop iterations one invocation spends on one chunk (an over-estimate), which sets how many
+   * chunks a dispatch may take: Mesa llvmpipe stops every outermost loop of an invocation after
+   * 65 535 iterations (counting nested loops), so on software adapters a dispatch stays below
+   * that; on GPUs dispatches stay short for the watchdog.
+   */
+  private chunkCost(kind: KernelName, c: Checked): number {
+    const { d, m, dv } = c.dims;
+    const C = c.chunk;
+    const u = (n: number) => Math.ceil(n / this.workgroupSize);
+    const proj = 2 * (u(C) * d + u(C * m) * (d + 1));
+    const feat = 2 * (u(C) * 2 * m + u(C * m)) + C;
+    const fwd = proj + feat + u(C * C) * m + (u(C) + u(C * dv)) * (m + C + 2) + u(m * dv + m) * (C + 1) + u(C * dv) + 40;
+    if (kind === 'causal_forward' || kind === 'bidirectional_forward') return fwd;
+    const grads = u(C) * dv + u(C * dv) + u(C * C) * dv + 2 * u(C * m) * (dv + C) + u(C * dv) * (m + C) + u(m * dv + m) * C + 2 * (u(C * m) + u(C * d) * 2 * m);
+    return fwd + grads + 2 * u(stateWords(m, dv)) + 40;
+  }
+
+  private plan(kind: KernelName, c: Checked, L: Layout, fn: string): Step[] {
+    const nC = Math.ceil(c.dims.t / c.chunk);
+    const cost = this.chunkCost(kind, c);
+    const budget = this.ctx.software ? SOFTWARE_LOOP_BUDGET : GPU_LOOP_BUDGET;
+    if (cost > budget && this.ctx.software) {
+      throw new ArgError(
+        `${fn}: one chunk needs about ${cost} loop iterations per invocation, more than this software adapter runs in one loop (Mesa llvmpipe stops at 65 535); use a smaller chunk (now ${c.chunk}) or a larger workgroupSize`,
+      );
+    }
+    const per = Math.max(1, Math.floor(budget / cost));
+    const steps: Step[] = [];
+    const segs = (phase: number, a: number, b: number, g = 0) => {
+      for (let x = a; x < b; x += per) steps.push({ phase, cBegin: x, cEnd: Math.min(b, x + per), g });
+    };
+    if (kind === 'causal_forward') segs(0, 0, nC);
+    else if (kind === 'causal_backward') {
+      segs(1, 0, nC);
+      for (let g = L.nGroups - 1; g >= 0; g--) {
+        const c0 = g * L.group;
+        const c1 = Math.min(nC, c0 + L.group);
+        segs(2, c0, c1, g);
+        for (let x = c1; x > c0; x -= per) steps.push({ phase: 3, cBegin: Math.max(c0, x - per), cEnd: x, g });
+      }
+    } else {
+      if (c.feature === 'favor') segs(1, 0, nC);
+      else steps.push({ phase: 1, cBegin: 0, cEnd: 0, g: 0 });
+      segs(2, 0, nC);
+      segs(3, 0, nC);
+      if (kind === 'bidirectional_backward') segs(4, 0, nC);
+    }
+    return steps;
+  }
+
+  /** Encodes pending NaN fills and the kernel, submits, and waits for errors. */
+  private async dispatch(fn: string, kind: KernelName, c: Checked, L: Layout, hasState: boolean, hasDState: boolean, buffers: GPUBuffer[]): Promise<void> {
+    const device = this.ctx.device;
+    const prog = await this.programs.get(kind, this.workgroupSize);
+    const bh = c.dims.b * c.dims.h;
+    const maxPerDim = device.limits.maxComputeWorkgroupsPerDimension;
+    const wgPerRow = Math.min(bh, maxPerDim);
+    const steps = this.plan(kind, c, L, fn);
+    const stride = align(PARAM_BYTES, device.limits.minUniformBufferOffsetAlignment);
+    const data = new ArrayBuffer(stride * steps.length);
+    steps.forEach((step, i) => this.params(c, L, hasState, hasDState, wgPerRow, step, data, i * stride));
+    const uniform = this.acquire(data.byteLength, UNIFORM | COPY_DST, 'params');
+    this.lastSteps = steps.length;
+    const fills = this.pendingFills.splice(0);
+    const fillUniforms: GPUBuffer[] = [];
+    try {
+      await this.ctx.scoped(fn, async () => {
+        device.queue.writeBuffer(uniform, 0, data);
+        const enc = device.createCommandEncoder({ label: fn });
+        if (fills.length) {
+          this.fillProgram ??= this.programs.get('fill', 64);
+          const fp = await this.fillProgram;
+          for (const { buf, words, start } of fills) {
+            const fu = this.acquire(16, UNIFORM | COPY_DST, 'fill params');
+            fillUniforms.push(fu);
+            device.queue.writeBuffer(fu, 0, new Uint32Array([words, 0x7fc00000, start, 0]));
+            const bg = device.createBindGroup({ layout: fp.pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: fu } }, { binding: 1, resource: { buffer: buf } }] });
+            const pass = enc.beginComputePass();
+            fp.dispatch(pass, bg, Math.ceil(words / 64));
+            pass.end();
+          }
+        }
+        const layout = prog.pipeline.getBindGroupLayout(0);
+        const pass = enc.beginComputePass({ label: fn });
+        steps.forEach((_, i) => {
+          const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform, offset: i * stride, size: PARAM_BYTES } }];
+          buffers.forEach((buffer, j) => entries.push({ binding: j + 1, resource: { buffer } }));
+          prog.dispatch(pass, device.createBindGroup({ layout, entries, label: fn }), bh);
+        });
+        pass.end();
+        device.queue.submit([enc.finish()]);
+        await device.queue.onSubmittedWorkDone();
+      });
+    } finally {
+      this.release(uniform);
+      for (const fu of fillUniforms) this.release(fu);
+    }
+  }
+
+  /** Runs `body` and releases every buffer it acquired through `use`, whatever happens. */
+  private async run<T>(fn: string, body: (use: (b: GPUBuffer) => GPUBuffer) => Promise<T>): Promise<T> {
+    const held: GPUBuffer[] = [];
+    try {
+      return await body((b) => (held.push(b), b));
+    } catch (e) {
+      if (e instanceof Error && !(e instanceof ArgError) && !e.message.startsWith(fn)) e.message = `${fn}: ${e.message}`;
+      throw e;
+    } finally {
+      for (const b of held) this.release(b);
+    }
+  }
+
+  private newOutput(words: number, label: string): GPUBuffer {
+    const b = this.acquire(words * 4, IO, label);
+    if (this.poison) this.fill(b, words);
+    return b;
+  }
+
+  private readState(raw: Float32Array, bh: number, m: number, dv: number, feature: FeatureMap | 'identity'): AttnState {
+    const sw = stateWords(m, dv);
+    const mdv = m * dv;
+    const S = new Float64Array(bh * mdv);
+    const z = new Float64Array(bh * m);
+    const offset = new Float64Array(bh);
+    for (let i = 0; i < bh; i++) {
+      const o = i * sw;
+      const lo = o + mdv + m + 1;
+      for (let e = 0; e < mdv; e++) S[i * mdv + e] = raw[o + e] + raw[lo + e];
+      for (let r = 0; r < m; r++) z[i * m + r] = raw[o + mdv + r] + raw[lo + mdv + r];
+      const off = raw[o + mdv + m];
+      offset[i] = feature === 'favor' && off <= NEG / 2 ? -Infinity : off;
+    }
+    return { S, z, offset };
+  }
+
+  // ---------------------------------------------------------------- causal forward
+
+  private async forwardGpu(fn: string, c: Checked, q: GPUBuffer, k: GPUBuffer, v: GPUBuffer, state: AttnState | undefined): Promise<{ out: GPUBuffer; state: AttnState }> {
+    const { b, h, t, m, dv } = c.dims;
+    const bh = b * h;
+    const L = this.layout('causal_forward', c, !!state, false);
+    return this.run(fn, async (use) => {
+      const W = use(this.workBuffer(fn, L, c, c.dims, state));
+      const out = this.newOutput(bh * t * dv, `${fn} out`);
+      try {
+        await this.dispatch(fn, 'causal_forward', c, L, !!state, false, [W, q, k, v, out]);
+        const raw = await this.download(W, bh * stateWords(m, dv), L.stateOutOff);
+        this.stats = { ioBytes: 4 * bh * t * (2 * c.dims.d + 2 * dv), scratchBytes: L.words * 4 };
+        return { out, state: this.readState(raw, bh, m, dv, c.feature) };
+      } catch (e) {
+        this.release(out);
+        throw e;
+      }
+    });
+  }
+
+  private async forwardImpl(fn: string, a: CausalForwardArgs, c: Checked): Promise<{ out: Float32Array; state: AttnState }> {
+    const state = a.state === undefined ? undefined : checkState(fn, 'state', a.state, c.dims, c.feature);
+    const { b, h, t, dv } = c.dims;
+    return this.run(fn, async (use) => {
+      const [q, k, v] = [use(this.upload(a.q, 'q')), use(this.upload(a.k, 'k')), use(this.upload(a.v, 'v'))];
+      const r = await this.forwardGpu(fn, c, q, k, v, state);
+      use(r.out);
+      return { out: await this.download(r.out, b * h * t * dv), state: r.state };
+    });
+  }
+
+  /** Causal attention `[b, h, t, ·]` with a carried state in and out. */
+  causalForward(a: CausalForwardArgs): Promise<{ out: Float32Array; state: AttnState }> {
+    return this.guard('causalForward', () => this.forwardImpl('causalForward', a, this.common('causalForward', a)));
+  }
+
+  /** As `causalForward` on GPUBuffers; `out` is a new buffer from this backend's pool (`release` it). */
+  causalForwardGPU(a: GpuCausalArgs & { state?: AttnState }): Promise<{ out: GPUBuffer; state: AttnState }> {
+    const fn = 'causalForwardGPU';
+    return this.guard(fn, () => {
+      const c = this.common(fn, a as unknown as CausalArgs, undefined, true);
+      const { b, h, t, d, dv } = c.dims;
+      const q = this.checkGpuBuffer(fn, 'q', a.q, b * h * t * d * 4);
+      const k = this.checkGpuBuffer(fn, 'k', a.k, b * h * t * d * 4);
+      const v = this.checkGpuBuffer(fn, 'v', a.v, b * h * t * dv * 4);
+      const state = a.state === undefined ? undefined : checkState(fn, 'state', a.state, c.dims, c.feature);
+      return this.forwardGpu(fn, c, q, k, v, state);
+    });
+  }
+
+  /** Causal attention on precomputed features (`phiQ`, `phiK`: `[b, h, t, m]`). */
+  causalForwardFeatures(a: FeaturesArgs & { state?: AttnState }): Promise<{ out: Float32Array; state: AttnState }> {
+    const fn = 'causalForwardFeatures';
+    return this.guard(fn, () => {
+      const args = { q: a?.phiQ, k: a?.phiK, v: a?.v, dims: featureDims(fn, a?.dims), chunk: a?.chunk, eps: a?.eps, state: a?.state, feature: 'relu' as const };
+      return this.forwardImpl(fn, args, this.common(fn, args, 'identity'));
+    });
+  }
+
+  /** Validation errors are thrown synchronously-in-Promise; wasm-style ArgErrors stay ArgErrors. */
+  private guard<T>(fn: string, body: () => Promise<T>): Promise<T> {
+    try {
+      return body();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // ---------------------------------------------------------------- causal backward
+
+  private async backwardGpu(
+    fn: string,
+    c: Checked,
+    bufs: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; dOut: GPUBuffer },
+    stateIn: AttnState | undefined,
+    stateOut: AttnState,
+    dState: StateGrad | undefined,
+  ): Promise<{ dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer; dState: StateGrad }> {
+    const { b, h, t, d, m, dv } = c.dims;
+    const bh = b * h;
+    const L = this.layout('causal_backward', c, !!stateIn, !!dState);
+    return this.run(fn, async (use) => {
+      const W = use(this.workBuffer(fn, L, c, c.dims, stateIn, dState));
+      const outs = [this.newOutput(bh * t * d, `${fn} dq`), this.newOutput(bh * t * d, `${fn} dk`), this.newOutput(bh * t * dv, `${fn} dv`)];
+      try {
+        await this.dispatch(fn, 'causal_backward', c, L, !!stateIn, !!dState, [W, bufs.q, bufs.k, bufs.v, bufs.dOut, ...outs]);
+        const raw = await this.download(W, bh * (m * dv + m + 1), L.stateOutOff);
+        const S = new Float64Array(bh * m * dv);
+        const z = new Float64Array(bh * m);
+        const n = m * dv + m + 1;
+        for (let i = 0; i < bh; i++) {
+          const mT = raw[i * n + m * dv + m];
+          const want = stateOut.offset[i];
+          const same = c.feature !== 'favor' || mT === Math.fround(want) || Math.abs(mT - want) <= 1e-6 * Math.max(1, Math.abs(want));
+          if (!same) {
+            throw new ArgError(`${fn}: stateOut is not the state the forward produced from these q, k (its offset disagrees with the keys: slice ${i} has ${want}, the keys give ${mT})`);
+          }
+          // ∂/∂S_given = f · ∂/∂S_used for a state moved to a float32 frame (see workBuffer).
+          const f = stateIn ? frameFactor(stateIn.offset[i]) : 1;
+          for (let e = 0; e < m * dv; e++) S[i * m * dv + e] = f * raw[i * n + e];
+          for (let r = 0; r < m; r++) z[i * m + r] = f * raw[i * n + m * dv + r];
+        }
+        this.stats = { ioBytes: 4 * bh * t * (4 * d + 3 * dv), scratchBytes: L.words * 4 };
+        return { dq: outs[0], dk: outs[1], dv: outs[2], dState: { S, z } };
+      } catch (e) {
+        for (const o of outs) this.release(o);
+        throw e;
+      }
+    });
+  }
+
+  private async backwardImpl(fn: string, a: CausalBackwardArgs, c: Checked): Promise<CausalGrads> {
+    const { stateIn, stateOut, dState } = this.backwardChecks(fn, a, c);
+    checkArray(fn, 'dOut', a.dOut, Float32Array, { b: c.dims.b, h: c.dims.h, t: c.dims.t, dv: c.dims.dv });
+    if (a.out !== undefined) checkArray(fn, 'out', a.out, Float32Array, { b: c.dims.b, h: c.dims.h, t: c.dims.t, dv: c.dims.dv });
+    const { b, h, t, d, dv } = c.dims;
+    return this.run(fn, async (use) => {
+      const bufs = { q: use(this.upload(a.q, 'q')), k: use(this.upload(a.k, 'k')), v: use(this.upload(a.v, 'v')), dOut: use(this.upload(a.dOut, 'dOut')) };
+      const g = await this.backwardGpu(fn, c, bufs, stateIn, stateOut, dState);
+      use(g.dq);
+      use(g.dk);
+      use(g.dv);
+      const n = b * h * t;
+      return { dq: await this.download(g.dq, n * d), dk: await this.download(g.dk, n * d), dv: await this.download(g.dv, n * dv), dState: g.dState };
+    });
+  }
+
+  private backwardChecks(fn: string, a: { stateIn?: AttnState; stateOut: AttnState; dState?: StateGrad }, c: Checked) {
+    const stateIn = a.stateIn === undefined ? undefined : checkState(fn, 'stateIn', a.stateIn, c.dims, c.feature);
+    const stateOut = checkState(fn, 'stateOut', a.stateOut, c.dims, c.feature);
+    const dState = a.dState === undefined ? undefined : checkStateGrad(fn, 'dState', a.dState, c.dims);
+    return { stateIn, stateOut, dState };
+  }
+
+  /**
+   * Gradients of causal attention. `out` (the forward's output) is accepted for API parity and
+   * validated, but the GPU kernel recomputes it with the forward's own code instead of reading it.
+   */
+  causalBackward(a: CausalBackwardArgs): Promise<CausalGrads> {
+    return this.guard('causalBackward', () => this.backwardImpl('causalBackward', a, this.common('causalBackward', a)));
+  }
+
+  /** As `causalBackward` on GPUBuffers; `dq, dk, dv` are new buffers from the pool (`release` them). */
+  causalBackwardGPU(
+    a: GpuCausalArgs & { dOut: GPUBuffer; stateIn?: AttnState; stateOut: AttnState; dState?: StateGrad },
+  ): Promise<{ dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer; dState: StateGrad }> {
+    const fn = 'causalBackwardGPU';
+    return this.guard(fn, () => {
+      const c = this.common(fn, a as unknown as CausalArgs, undefined, true);
+      const { b, h, t, d, dv } = c.dims;
+      const bufs = {
+        q: this.checkGpuBuffer(fn, 'q', a.q, b * h * t * d * 4),
+        k: this.checkGpuBuffer(fn, 'k', a.k, b * h * t * d * 4),
+        v: this.checkGpuBuffer(fn, 'v', a.v, b * h * t * dv * 4),
+        dOut: this.checkGpuBuffer(fn, 'dOut', a.dOut, b * h * t * dv * 4),
+      };
+      const { stateIn, stateOut, dState } = this.backwardChecks(fn, a, c);
+      return this.backwardGpu(fn, c, bufs, stateIn, stateOut, dState);
+    });
+  }
+
+  /** Gradients of `causalForwardFeatures`: `dPhiQ, dPhiK, dv, dState`. */
+  async causalBackwardFeatures(
+    a: FeaturesArgs & { stateIn?: AttnState; stateOut: AttnState; out?: Float32Array; dOut: Float32Array; dState?: StateGrad },
+  ): Promise<{ dPhiQ: Float32Array; dPhiK: Float32Array; dv: Float32Array; dState: StateGrad }> {
+    const fn = 'causalBackwardFeatures';
+    const args = { ...a, q: a?.phiQ, k: a?.phiK, dims: featureDims(fn, a?.dims), feature: 'relu' as const };
+    const g = await this.backwardImpl(fn, args, this.common(fn, args, 'identity'));
+    return { dPhiQ: g.dq, dPhiK: g.dk, dv: g.dv, dState: g.dState };
+  }
+
+  // ---------------------------------------------------------------- bidirectional
+
+  /** Bidirectional attention (no state). */
+  bidirectionalForward(a: CausalArgs): Promise<{ out: Float32Array }> {
+    const fn = 'bidirectionalForward';
+    return this.guard(fn, async () => {
+      const c = this.common(fn, a);
+      const { b, h, t, dv } = c.dims;
+      const L = this.layout('bidirectional_forward', c, false, false);
+      return this.run(fn, async (use) => {
+        const W = use(this.workBuffer(fn, L, c, c.dims));
+        const [q, k, v] = [use(this.upload(a.q, 'q')), use(this.upload(a.k, 'k')), use(this.upload(a.v, 'v'))];
+        const out = use(this.newOutput(b * h * t * dv, `${fn} out`));
+        await this.dispatch(fn, 'bidirectional_forward', c, L, false, false, [W, q, k, v, out]);
+        this.stats = { ioBytes: 4 * b * h * t * (2 * c.dims.d + 2 * dv), scratchBytes: L.words * 4 };
+        return { out: await this.download(out, b * h * t * dv) };
+      });
+    });
+  }
+
+  bidirectionalBackward(a: BidirectionalBackwardArgs): Promise<{ dq: Float32Array; dk: Float32Array; dv: Float32Array }> {
+    const fn = 'bidirectionalBackward';
+    return this.guard(fn, async () => {
+      const c = this.common(fn, a);
+      const { b, h, t, d, dv } = c.dims;
+      checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv });
+      const L = this.layout('bidirectional_backward', c, false, false);
+      return this.run(fn, async (use) => {
+        const W = use(this.workBuffer(fn, L, c, c.dims));
+        const ins = [use(this.upload(a.q, 'q')), use(this.upload(a.k, 'k')), use(this.upload(a.v, 'v')), use(this.upload(a.dOut, 'dOut'))];
+        const n = b * h * t;
+        const outs = [use(this.newOutput(n * d, 'dq')), use(this.newOutput(n * d, 'dk')), use(this.newOutput(n * dv, 'dv'))];
+        await this.dispatch(fn, 'bidirectional_backward', c, L, false, false, [W, ...ins, ...outs]);
+        this.stats = { ioBytes: 4 * n * (4 * d + 3 * dv), scratchBytes: L.words * 4 };
+        return { dq: await this.download(outs[0], n * d), dk: await this.download(outs[1], n * d), dv: await this.download(outs[2], n * dv) };
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------- decoding
+
+  /**
+   * One decoding step: `q, k: [b, h, d]`, `v: [b, h, dv]` → `out: [b, h, dv]` and the next
+   * state. It is the causal forward kernel at T = 1 (crate/src/linear_attn/README.md).
+   */
+  recurrentStep(a: StepArgs): Promise<{ out: Float32Array; state: AttnState }> {
+    const fn = 'recurrentStep';
+    return this.guard(fn, () => {
+      if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected an arguments object`);
+      const dims = checkDims(fn, { ...(a.dims as object), t: 1 });
+      const c = this.common(fn, { ...a, dims, chunk: 1 });
+      const state = checkState(fn, 'state', a.state, dims, c.feature);
+      return this.forwardImpl(fn, { ...a, dims, chunk: 1, state }, c);
+    });
+  }
+}
+
+function featureDims(fn: string, dims: unknown): Dims {
+  const d = checkDims(fn, { d: 1, ...(dims as object) });
+  return { ...d, d: d.m };
+}
+
+/** Creates a WebGPU kernel backend (acquires a device unless `opts.device` is given). */
+export function initWebGPU(opts: WebGPUOptions = {}): Promise<WebGPUKernels> {
+  return WebGPUKernels.create(opts);
+}
+
+export { WebGPUError };

@@ -1,0 +1,74 @@
+/// <reference types="@webgpu/types" />
+/** Compute programs and the pipeline cache: one pipeline per shader key. */
+import type { GpuContext } from './device.ts';
+import { WebGPUError } from './device.ts';
+import { kernelSource, type KernelName, type ShaderFile } from './shaders/index.ts';
+
+export interface Program {
+  /** `kernel/wg=N`: identifies the WGSL text and its specialisation. */
+  shaderKey: string;
+  kernel: KernelName;
+  workgroupSize: number;
+  pipeline: GPUComputePipeline;
+  /** Encodes one dispatch of `groups` workgroups (2-D when over the per-dimension limit). */
+  dispatch(pass: GPUComputePassEncoder, bindGroup: GPUBindGroup, groups: number): void;
+}
+
+/** Workgroups along x and y for `n` groups. */
+export function grid(n: number, maxPerDim: number): [number, number] {
+  const x = Math.min(n, maxPerDim);
+  return [x, Math.ceil(n / x)];
+}
+
+export class ProgramCache {
+  private cache = new Map<string, Promise<Program>>();
+
+  constructor(
+    private readonly ctx: GpuContext,
+    private readonly files: Record<ShaderFile, string>,
+  ) {}
+
+  /** Number of distinct pipelines built so far. */
+  get size(): number {
+    return this.cache.size;
+  }
+
+  get(kernel: KernelName, workgroupSize: number): Promise<Program> {
+    const shaderKey = `${kernel}/wg=${workgroupSize}`;
+    let p = this.cache.get(shaderKey);
+    if (!p) {
+      p = this.build(kernel, workgroupSize, shaderKey);
+      this.cache.set(shaderKey, p);
+      p.catch(() => this.cache.delete(shaderKey));
+    }
+    return p;
+  }
+
+  private async build(kernel: KernelName, workgroupSize: number, shaderKey: string): Promise<Program> {
+    const device = this.ctx.device;
+    const code = kernelSource(this.files, kernel);
+    const maxPerDim = device.limits.maxComputeWorkgroupsPerDimension;
+    return this.ctx.scoped(`shader ${shaderKey}`, async () => {
+      const module = device.createShaderModule({ code, label: shaderKey });
+      const info = await module.getCompilationInfo?.();
+      const errors = info?.messages.filter((m) => m.type === 'error') ?? [];
+      if (errors.length) {
+        throw new WebGPUError(`shader ${shaderKey} failed to compile: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
+      }
+      const constants = kernel === 'fill' ? undefined : { WG: workgroupSize };
+      const pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main', constants }, label: shaderKey });
+      return {
+        shaderKey,
+        kernel,
+        workgroupSize,
+        pipeline,
+        dispatch(pass, bindGroup, groups) {
+          const [x, y] = grid(groups, maxPerDim);
+          pass.setPipeline(pipeline);
+          pass.setBindGroup(0, bindGroup);
+          pass.dispatchWorkgroups(x, y);
+        },
+      };
+    });
+  }
+}

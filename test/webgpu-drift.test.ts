@@ -1,0 +1,60 @@
+/**
+ * test/drift.test.ts on the WebGPU backend: T = 65 536 with outlier keys 10⁴ times larger than
+ * the rest, gradients against the float64 stored-state reference, same tolerances. The GPU keeps
+ * states in float32 (compensated sums in the forward; the backward replays checkpoints instead
+ * of subtracting). Skipped without an adapter.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FeatureMap } from '../src/types.ts';
+import { refCausalBackwardRecurrent, refCausalForwardRecurrent } from '../src/reference/index.ts';
+import { findAdapter } from '../src/webgpu/device.ts';
+import { initWebGPU, type WebGPUKernels } from '../src/webgpu/kernels.ts';
+import { assertClose, errorStats } from './util/assert.ts';
+import { makeProblem, upstream } from './util/problems.ts';
+
+const T = 65_536;
+const OUTLIERS = [40_000, 50_001, 60_000, 65_000];
+const CLEAN = OUTLIERS[0];
+const slow = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.SLIM_WEBGPU_SLOW === '1';
+const gpu = slow ? await findAdapter().catch(() => null) : null;
+
+describe.skipIf(!gpu)(`WebGPU drift at T = 65 536 with outlier keys (${gpu?.description ?? (slow ? 'skipped: no adapter' : 'skipped: about 50 s on llvmpipe; set SLIM_WEBGPU_SLOW=1 (npm run test:webgpu)')})`, () => {
+  let K: WebGPUKernels;
+  beforeAll(async () => {
+    K = await initWebGPU({ adapter: gpu!.adapter, poison: true });
+  });
+  afterAll(() => K?.dispose());
+
+  for (const feature of ['relu', 'sqr', 'favor'] as FeatureMap[]) {
+    it(`${feature}: gradients match the stored-state reference`, async () => {
+      const dims = { b: 1, h: 1, t: T, d: 16, m: 16, dv: 8 };
+      const p = makeProblem(feature, dims, 101);
+      for (const j of OUTLIERS) for (let c = 0; c < dims.d; c++) p.k[j * dims.d + c] *= 1e4;
+      const { dOut, dState } = upstream(dims, 102);
+      const ref = refCausalForwardRecurrent(p);
+      const rg = refCausalBackwardRecurrent({ ...p, dOut, dState });
+      const t0 = performance.now();
+      const f = await K.causalForward({ ...p, chunk: 64 });
+      const t1 = performance.now();
+      const g = await K.causalBackward({ ...p, stateOut: f.state, dOut, dState, chunk: 64 });
+      const t2 = performance.now();
+      const rel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+        const s = errorStats(a, b);
+        return `${(s.maxAbs / s.refMaxAbs).toExponential(2)}`;
+      };
+      console.log(
+        `[webgpu drift ${feature}] forward ${(t1 - t0).toFixed(0)} ms, backward ${(t2 - t1).toFixed(0)} ms; max err / max |ref|: ` +
+          `out ${rel(ref.out, f.out)}, dq ${rel(rg.dq, g.dq)}, dk ${rel(rg.dk, g.dk)}, dv ${rel(rg.dv, g.dv)}, dS ${rel(rg.dState.S, g.dState.S)}; ` +
+          `t < ${CLEAN}: dq ${rel(rg.dq.subarray(0, CLEAN * 16), g.dq.subarray(0, CLEAN * 16))}, dk ${rel(rg.dk.subarray(0, CLEAN * 16), g.dk.subarray(0, CLEAN * 16))}, dv ${rel(rg.dv.subarray(0, CLEAN * 8), g.dv.subarray(0, CLEAN * 8))}`,
+      );
+      assertClose('out', ref.out, f.out, 1e-5);
+      for (const key of ['dq', 'dk', 'dv'] as const) {
+        expect(g[key].every(Number.isFinite), key).toBe(true);
+        assertClose(key, rg[key], g[key], 1e-5);
+        const w = key === 'dv' ? dims.dv : dims.d;
+        assertClose(`${key}[t < ${CLEAN}]`, rg[key].subarray(0, CLEAN * w), g[key].subarray(0, CLEAN * w), 1e-4);
+      }
+      assertClose('dState.S', rg.dState.S, g.dState.S, 1e-5);
+    });
+  }
+});

@@ -1,0 +1,165 @@
+/**
+ * What is specific to the WebGPU backend (the kernel suite itself runs on it in
+ * test/kernels.test.ts): shader loading on both paths, the pipeline cache, GPUBuffer variants,
+ * buffer accounting, clear errors for bad input and for WebGPU validation errors, the storage
+ * binding limit, checkpoint memory, and backend selection. Skipped without an adapter.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ArgError } from '../src/index.ts';
+import { createKernels } from '../src/webgpu/index.ts';
+import { refCausalBackward, refCausalForward } from '../src/reference/index.ts';
+import { findAdapter, WebGPUError } from '../src/webgpu/device.ts';
+import { initWebGPU, type WebGPUKernels } from '../src/webgpu/kernels.ts';
+import { loadShaders, SHADER_FILES } from '../src/webgpu/shaders/index.ts';
+import { assertClose } from './util/assert.ts';
+import { makeProblem, upstream } from './util/problems.ts';
+
+const inBrowser = typeof window !== 'undefined';
+const gpu = await findAdapter().catch(() => null);
+
+describe('WGSL sources', () => {
+  it('load through Vite (import.meta.glob ?raw) under Vitest', async () => {
+    const v = await loadShaders('vite');
+    expect(v.origin).toBe('vite');
+    for (const f of SHADER_FILES) expect(v.files[f]).toMatch(/@compute|fn |struct /);
+  });
+  it.skipIf(inBrowser)('load from disk in plain Node (fs fallback) with the same text', async () => {
+    const [v, f] = await Promise.all([loadShaders('vite'), loadShaders('fs')]);
+    expect(f.origin).toBe('fs');
+    for (const name of SHADER_FILES) expect(f.files[name]).toBe(v.files[name]);
+  });
+});
+
+describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped: no WebGPU adapter'})`, () => {
+  let K: WebGPUKernels;
+  beforeAll(async () => {
+    K = await initWebGPU({ adapter: gpu!.adapter, poison: true });
+  });
+  afterEach(() => {
+    expect(K.liveBuffers(), 'every buffer is released after each call').toBe(0);
+  });
+  afterAll(() => K?.dispose());
+
+  const dims = { b: 1, h: 2, t: 37, d: 8, m: 12, dv: 5 };
+  const p = makeProblem('favor', dims, 3);
+
+  it('caches pipelines by shader key', async () => {
+    await K.causalForward({ ...p, chunk: 8 });
+    const n = K.pipelines;
+    await K.causalForward({ ...p, chunk: 16 });
+    await K.causalForward({ ...p, chunk: 5 });
+    expect(K.pipelines).toBe(n);
+  });
+
+  it('GPUBuffer variants take and return buffers without copying the tensors', async () => {
+    const dev = K.device;
+    const put = (a: Float32Array) => {
+      const b = dev.createBuffer({ size: a.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+      dev.queue.writeBuffer(b, 0, a.buffer as ArrayBuffer, a.byteOffset, a.byteLength);
+      return b;
+    };
+    const [q, k, v] = [put(p.q), put(p.k), put(p.v)];
+    const { dOut, dState } = upstream(dims, 4);
+    const g = put(dOut);
+    try {
+      const f = await K.causalForwardGPU({ ...p, q, k, v, chunk: 8 });
+      expect(K.liveBuffers()).toBe(1);
+      const ref = refCausalForward(p);
+      const host = await K.causalForward({ ...p, chunk: 8 });
+      assertClose('state', ref.state.S, f.state.S, 1e-5);
+      K.release(f.out);
+      const gr = await K.causalBackwardGPU({ ...p, q, k, v, dOut: g, stateOut: f.state, dState, chunk: 8 });
+      expect(K.liveBuffers()).toBe(3);
+      for (const b of [gr.dq, gr.dk, gr.dv]) K.release(b);
+      const rg = refCausalBackward({ ...p, dOut, dState });
+      assertClose('dState.S', rg.dState.S, gr.dState.S, 1e-5);
+      assertClose('out (host path)', ref.out, host.out, 1e-5);
+      expect(() => K.release(gr.dq)).toThrow(/not handed out/);
+    } finally {
+      for (const b of [q, k, v, g]) b.destroy();
+    }
+  });
+
+  it('bad shapes get an ArgError naming the argument, and the backend stays usable', async () => {
+    await expect(K.causalForward({ ...p, q: p.q.subarray(1) })).rejects.toThrow(/q must be a Float32Array of shape \[b, h, t, d\]/);
+    await expect(K.causalForward({ ...p, q: p.q.subarray(1) })).rejects.toBeInstanceOf(ArgError);
+    await expect(K.causalForward({ ...p, chunk: 0 })).rejects.toThrow(/chunk must be a positive integer/);
+    const small = K.device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
+    await expect(K.causalForwardGPU({ ...p, q: small, k: small, v: small })).rejects.toThrow(/causalForwardGPU: q must hold at least \d+ bytes, got a GPUBuffer of 16/);
+    small.destroy();
+    const other = (await K.causalForward({ ...p, k: p.q })).state;
+    await expect(K.causalBackward({ ...p, stateOut: other, dOut: upstream(dims, 5).dOut })).rejects.toThrow(/stateOut is not the state the forward produced/);
+    expect((await K.causalForward(p)).out.every(Number.isFinite)).toBe(true);
+  });
+
+  it('refuses tensors beyond the storage binding limit before allocating', async () => {
+    const huge = { b: 64, h: 64, t: 65_536, d: 64, m: 128, dv: 64 };
+    const fake = K.device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
+    await expect(K.causalForwardGPU({ ...p, omega: undefined, feature: 'relu', dims: { ...huge, m: 64 }, q: fake, k: fake, v: fake })).rejects.toThrow(
+      /storage binding, more than this device's .* MiB limit \(maxStorageBufferBindingSize\)/,
+    );
+    fake.destroy();
+  });
+
+  it('a WebGPU validation error is caught and reported with the call name, not swallowed', async () => {
+    await expect(
+      K.ctx.scoped('probe', () => {
+        K.device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.MAP_READ });
+      }),
+    ).rejects.toThrow(/probe: WebGPU validation error/);
+    await expect(K.ctx.scoped('probe', () => 1)).resolves.toBe(1);
+    expect(new WebGPUError('x')).toBeInstanceOf(Error);
+  });
+
+  it('workgroups stay within the device limit', async () => {
+    expect(K.workgroupSize).toBeLessThanOrEqual(K.device.limits.maxComputeInvocationsPerWorkgroup);
+    await expect(initWebGPU({ workgroupSize: 100_000 })).rejects.toThrow(/workgroupSize must be an integer/);
+  });
+
+  it('backward memory: O(√(T/C)) state checkpoints, forward memory independent of T', async () => {
+    const scratch = async (t: number) => {
+      const q = makeProblem('favor', { b: 1, h: 2, t, d: 8, m: 16, dv: 8 }, 95);
+      const { dOut } = upstream(q.dims, 96);
+      const f = await K.causalForward({ ...q, chunk: 64 });
+      const fwd = K.lastCall().scratchBytes;
+      await K.causalBackward({ ...q, stateOut: f.state, dOut, chunk: 64 });
+      return { fwd, bwd: K.lastCall().scratchBytes };
+    };
+    const short = await scratch(256);
+    const long = await scratch(4096);
+    expect(long.fwd).toBe(short.fwd);
+    const stateBytes = 4 * (2 * (16 * 8 + 16) + 1);
+    // chunks 4 → 64: groups of ⌈√n⌉ chunks, ⌈n/group⌉ checkpoints, per slice (2 slices)
+    expect(long.bwd - short.bwd).toBeLessThanOrEqual(2 * stateBytes * (8 + 8 - (2 + 2)) + 2 * 256);
+  });
+
+  it('dispose destroys every buffer', async () => {
+    const K2 = await initWebGPU();
+    await K2.causalForward(p);
+    expect(K2.memoryBytes()).toBeGreaterThan(0);
+    K2.dispose();
+    expect(K2.memoryBytes()).toBe(0);
+    await expect(K2.causalForward(p)).rejects.toThrow(/disposed/);
+  });
+});
+
+describe('backend selection', () => {
+  it("'wasm' gives the wasm kernels and says so", async () => {
+    const c = await createKernels({ backend: 'wasm' });
+    expect(c.backend).toBe('wasm');
+    expect(c.reason).toMatch(/requested/);
+    (c.kernels as { dispose(): void }).dispose();
+  });
+  it("'auto' picks wasm for a small problem or a software adapter, and reports why", async () => {
+    const c = await createKernels({ backend: 'auto', dims: { b: 1, h: 1, t: 16, d: 4, m: 4, dv: 4 } });
+    expect(c.backend).toBe('wasm');
+    expect(c.reason).toMatch(/no WebGPU adapter|software renderer|too small/);
+    (c.kernels as { dispose(): void }).dispose();
+  });
+  it.skipIf(!gpu)("'auto' picks WebGPU for a large problem when the adapter is allowed", async () => {
+    const c = await createKernels({ backend: 'auto', allowSoftwareGpu: true, dims: { b: 8, h: 8, t: 65_536, d: 64, m: 128, dv: 64 } });
+    expect(c.backend).toBe('webgpu');
+    expect(c.reason).toMatch(/^webgpu: .*≥/);
+    c.kernels.dispose();
+  });
+});
