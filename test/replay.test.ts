@@ -1,5 +1,5 @@
 /**
- * The backward's fallback: when a chunk raises the FAVOR+ offset by more than 30, the chunk's
+ * The backward's fallback: when a chunk raises the FAVOR+ offset by more than 10, the chunk's
  * start state cannot be undone by subtraction, so the backward replays the keys from the input
  * state. Keys with tiny logits followed by ordinary ones force that path.
  */

@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { randomProjection, Rng } from '../features/index.ts';
+import { embed } from '../tfjs/embedding.ts';
 import { performerAttention } from '../tfjs/op.ts';
 import type { AttnState, FeatureMap, StateGrad } from '../types.ts';
 import { emptyState, type Kernels } from '../wasm/kernels.ts';
@@ -179,7 +180,7 @@ export class PerformerLM {
     const hd = D / H;
     const statesIn: AttnState[] = [];
     const statesOut: AttnState[] = [];
-    let x: tf.Tensor = tf.add(tf.gather(this.embed, tokens), positions(o.offset ?? 0, T, D));
+    let x: tf.Tensor = tf.add(embed(this.embed as unknown as tf.Tensor2D, tokens), positions(o.offset ?? 0, T, D));
     const split = (y: tf.Tensor) => tf.transpose(tf.reshape(y, [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
     this.blocks.forEach((blk, l) => {
       const a = preLN ? layerNorm(x, blk.ln1g, blk.ln1b) : x;

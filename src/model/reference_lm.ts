@@ -16,6 +16,7 @@
  * guard sees it), and a zero denominator passes no gradient (see the kernels' README).
  */
 import * as tf from '@tensorflow/tfjs';
+import { embed } from '../tfjs/embedding.ts';
 import { performerAttention } from '../tfjs/op.ts';
 import type { AttnState, FeatureMap } from '../types.ts';
 import { emptyState, type Kernels } from '../wasm/kernels.ts';
@@ -135,7 +136,7 @@ export class ReferenceLM implements SequenceModel {
     const linear = (x: tf.Tensor, name: string, out: number) =>
       tf.reshape(tf.add(tf.matMul(tf.reshape(x, [B * T, x.shape[2]!]), p(`${name}.weight`), false, true), p(`${name}.bias`)), [B, T, out]);
     const pos = tf.tile(tf.expandDims(positions(o.offset ?? 0, T, D / 2), 0), [B, 1, 1]);
-    let x: tf.Tensor = tf.concat([tf.gather(p('input_map.weight'), tokens), pos], 2);
+    let x: tf.Tensor = tf.concat([embed(p('input_map.weight') as unknown as tf.Tensor2D, tokens), pos], 2);
     const statesIn: AttnState[] = [];
     const statesOut: AttnState[] = [];
     const split = (y: tf.Tensor) => tf.transpose(tf.reshape(y, [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;

@@ -13,6 +13,13 @@ import * as tf from '@tensorflow/tfjs';
 import type { SequenceModel } from '../model/sequence_model.ts';
 import type { AttnState, StateGrad } from '../types.ts';
 
+/**
+ * A slice that raised a layer's FAVOR+ offset by more than this (nats) keeps that layer's
+ * starting state: unrolling divides by `exp(−raise)`, which would magnify any last-bit
+ * difference between the keys of pass 1 and pass 2 (TF.js backends need not be bit-exact).
+ */
+const KEEP_ABOVE_RAISE = 2;
+
 export interface Batch {
   /** `[B, T + 1]` token ids: inputs are `[:, :-1]`, targets `[:, 1:]`. */
   tokens: Int32Array;
@@ -125,7 +132,7 @@ export function slimGradients(model: SequenceModel, batch: Batch, sliceLength: n
     tf.tidy(() => {
       states = model.forward(tf.tensor2d(columns(s.inputs, s.B, s.T, t0, t1), [s.B, t1 - t0], 'int32'), { offset: t0, states: before }).statesOut;
     });
-    kept.push(before.map((st, l) => (states[l].offset.some((o, i) => o - st.offset[i] > 30 && Number.isFinite(st.offset[i])) ? st : undefined)));
+    kept.push(before.map((st, l) => (states[l].offset.some((o, i) => o - st.offset[i] > KEEP_ABOVE_RAISE && Number.isFinite(st.offset[i])) ? st : undefined)));
   }
 
   // Pass 2: reverse walk.

@@ -30,7 +30,7 @@ const STATUS: Record<number, string> = {
   [-5]: 'out of wasm memory for the kernel workspace',
   [-6]: 'stateOut is not the state the forward produced from these q, k (its offset disagrees with the keys)',
   [-7]: 'unknown feature map',
-  [-8]: 'a chunk raised the FAVOR+ offset by more than 30, so the input state cannot be recovered from the output state; keep that state instead',
+  [-8]: 'a chunk raised the FAVOR+ offset by more than 10, so the input state cannot be recovered accurately from the output state; keep that state instead',
 };
 
 export interface CausalArgs extends FeatureSpec {
@@ -327,7 +327,7 @@ export class Kernels {
   /**
    * Recovers the state a causal forward started from, given the state it returned, its `k`,
    * `v` (the queries play no part) and the starting offsets. Exact up to float64 rounding when
-   * `chunk` is the forward's. Throws when a chunk raised the FAVOR+ offset by more than 30
+   * `chunk` is the forward's. Throws when a chunk raised the FAVOR+ offset by more than 10
    * (the input state was scaled below recovery): keep such states instead.
    */
   causalUnroll(a: Omit<CausalArgs, 'q' | 'eps'> & { stateOut: AttnState; offsetIn: Float64Array }): AttnState {
