@@ -1,0 +1,21 @@
+/** Messages between the pool and its workers. */
+import type { InitOptions } from '../wasm/kernels.ts';
+
+export const METHODS = [
+  'causalForward',
+  'causalBackward',
+  'causalForwardFeatures',
+  'causalBackwardFeatures',
+  'bidirectionalForward',
+  'bidirectionalBackward',
+] as const;
+export type Method = (typeof METHODS)[number];
+
+export type ToWorker =
+  | { type: 'init'; options: { simd?: boolean; wasm?: Exclude<InitOptions['wasm'], URL | Response> } }
+  | { type: 'call'; id: number; method: Method; args: unknown };
+
+export type FromWorker =
+  | { type: 'ready'; simd: boolean }
+  | { type: 'result'; id: number; value: unknown }
+  | { type: 'error'; id: number; name: string; message: string };
