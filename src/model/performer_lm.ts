@@ -12,6 +12,7 @@ import { embed } from '../tfjs/embedding.ts';
 import { performerAttention } from '../tfjs/op.ts';
 import type { AttnState, FeatureMap, StateGrad } from '../types.ts';
 import { emptyState, type Kernels } from '../wasm/kernels.ts';
+import type { SequenceModel } from './sequence_model.ts';
 
 export interface PerformerLMConfig {
   vocabSize: number;
@@ -169,8 +170,7 @@ export class PerformerLM {
   }
 
   emptyStates(batch: number): AttnState[] {
-    const { heads, features, layers, dModel } = this.config;
-    return Array.from({ length: layers }, () => emptyState({ b: batch, h: heads, m: features, dv: dModel / heads }, this.config.feature));
+    return emptyStates(this, batch);
   }
 
   /** `tokens: [B, T]` int32 → logits and states (see {@link ForwardOptions}). */
@@ -187,21 +187,7 @@ export class PerformerLM {
       const q = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wq), blk.bq));
       const k = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wk), blk.bk));
       const v = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wv), blk.bv));
-      const source = o.states?.[l];
-      const state = typeof source === 'function' ? source({ k: k.dataSync() as Float32Array, v: v.dataSync() as Float32Array }) : source;
-      const r = performerAttention(q, k, v, {
-        kernels: this.kernels,
-        feature: this.config.feature,
-        omega: this.omegas[l],
-        m: this.config.features,
-        causal: true,
-        chunk: this.config.chunk,
-        state,
-        stateGrad: o.stateGrads?.[l],
-      });
-      statesIn.push(state ?? this.emptyStates(B)[l]);
-      statesOut.push(r.state!);
-      const merged = tf.reshape(tf.transpose(r.out, [0, 2, 1, 3]), [B * T, D]);
+      const merged = tf.reshape(attendLayer(this, l, q, k, v, o, statesIn, statesOut), [B * T, D]);
       const attn = tf.reshape(tf.add(tf.matMul(merged, blk.wo), blk.bo), [B, T, D]);
       x = preLN ? tf.add(x, attn) : layerNorm(tf.add(x, attn), blk.ln1g, blk.ln1b);
       const f = preLN ? layerNorm(x, blk.ln2g, blk.ln2b) : x;
@@ -253,6 +239,45 @@ export class PerformerLM {
     for (const [, v] of this.namedVariables()) v.dispose();
     if (!this.config.preLN) [this.lnFg, this.lnFb].forEach((v) => v.dispose());
   }
+}
+
+/** An empty state per layer for a batch of `batch`. */
+export function emptyStates(model: Pick<SequenceModel, 'config'>, batch: number): AttnState[] {
+  const { heads, features, layers, dModel, feature } = model.config;
+  return Array.from({ length: layers }, () => emptyState({ b: batch, h: heads, m: features, dv: dModel / heads }, feature));
+}
+
+/**
+ * Layer `l`'s causal attention on `q, k, v: [B, H, T, hd]`: resolves the layer's starting state
+ * (given, or computed from its own `k, v`), runs the op, records both states, and returns the
+ * heads merged back to `[B, T, H·hd]`.
+ */
+export function attendLayer(
+  model: SequenceModel,
+  l: number,
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  o: ForwardOptions,
+  statesIn: AttnState[],
+  statesOut: AttnState[],
+): tf.Tensor3D {
+  const [B, H, T, hd] = q.shape;
+  const source = o.states?.[l];
+  const state = typeof source === 'function' ? source({ k: k.dataSync() as Float32Array, v: v.dataSync() as Float32Array }) : source;
+  const r = performerAttention(q, k, v, {
+    kernels: model.kernels,
+    feature: model.config.feature,
+    omega: model.omegas[l],
+    m: model.config.features,
+    causal: true,
+    chunk: model.config.chunk,
+    state,
+    stateGrad: o.stateGrads?.[l],
+  });
+  statesIn.push(state ?? emptyStates(model, B)[l]);
+  statesOut.push(r.state!);
+  return tf.reshape(tf.transpose(r.out, [0, 2, 1, 3]), [B, T, H * hd]) as tf.Tensor3D;
 }
 
 /** Samples an index from `logits` with temperature and top-k (greedy at temperature 0). */

@@ -17,10 +17,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { embed } from '../tfjs/embedding.ts';
-import { performerAttention } from '../tfjs/op.ts';
 import type { AttnState, FeatureMap } from '../types.ts';
-import { emptyState, type Kernels } from '../wasm/kernels.ts';
-import { gelu, layerNorm, positions, type ForwardOptions, type ForwardResult } from './performer_lm.ts';
+import type { Kernels } from '../wasm/kernels.ts';
+import { attendLayer, emptyStates, gelu, layerNorm, positions, type ForwardOptions, type ForwardResult } from './performer_lm.ts';
 import type { SequenceModel } from './sequence_model.ts';
 
 export interface ReferenceConfig {
@@ -124,8 +123,7 @@ export class ReferenceLM implements SequenceModel {
   }
 
   emptyStates(batch: number): AttnState[] {
-    const { heads, features, layers, dModel } = this.config;
-    return Array.from({ length: layers }, () => emptyState({ b: batch, h: heads, m: features, dv: dModel / heads }, this.config.feature));
+    return emptyStates(this, batch);
   }
 
   forward(tokens: tf.Tensor2D, o: ForwardOptions = {}): ForwardResult {
@@ -145,21 +143,7 @@ export class ReferenceLM implements SequenceModel {
       const ln = (y: tf.Tensor, i: number) => layerNorm(y, p(`${pre}.layernorm${i}.weight`), p(`${pre}.layernorm${i}.bias`));
       const a = gptln ? x : ln(x, 1);
       const [q, k, v] = ['q', 'k', 'v'].map((n) => split(linear(a, `${pre}.attention.${n}_map`, D)));
-      const source = o.states?.[l];
-      const state = typeof source === 'function' ? source({ k: k.dataSync() as Float32Array, v: v.dataSync() as Float32Array }) : source;
-      const r = performerAttention(q, k, v, {
-        kernels: this.kernels,
-        feature: this.config.feature,
-        omega: this.omegas[l],
-        m: hd,
-        causal: true,
-        chunk: this.config.chunk,
-        state,
-        stateGrad: o.stateGrads?.[l],
-      });
-      statesIn.push(state ?? this.emptyStates(B)[l]);
-      statesOut.push(r.state!);
-      const attn = tf.reshape(tf.transpose(r.out, [0, 2, 1, 3]), [B, T, D]);
+      const attn = attendLayer(this, l, q, k, v, o, statesIn, statesOut);
       x = tf.add(x, gptln ? ln(attn, 1) : attn);
       const f = gptln ? x : ln(x, 2);
       const ff = linear(gelu(linear(f, `${pre}.U_map`, this.config.ffn)), `${pre}.V_map`, D);
