@@ -157,7 +157,7 @@ for (let step = 1; step <= steps; step++) {
   const width = 24;
   const filled = Math.round((width * step) / steps);
   const line =
-    `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${step}/${steps}  loss ${avg.toFixed(3)}  ` +
+    `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${step}/${steps}  loss ${avg.toFixed(3)} (mean of last ${recent.length})  ` +
     `${Math.round(tokens / secs)} tok/s  peak rss ${Math.round(peakRss / MB)} MB, wasm ${Math.round(peakWasm / MB)} MB  ` +
     `eta ${Math.round((secs / step) * (steps - step))}s`;
   if (tty) process.stdout.write(`\r${line}\x1b[K`);
