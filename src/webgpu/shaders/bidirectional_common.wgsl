@@ -5,7 +5,6 @@
 
 /** Phase 1: the running maximum key logit in the summary's offset word. */
 fn keyMaxPass(oS: u32) {
-  let m = P.m;
   let offW = oS + P.m * P.dv + P.m;
   if (P.cBegin == 0u) {
     for (var e = lid; e < stateWords(); e += WG) { W[oS + e] = select(0.0, NEG, e == P.m * P.dv + P.m && P.feature == 0u); }
@@ -16,12 +15,7 @@ fn keyMaxPass(oS: u32) {
       let t0 = ci * P.chunk;
       let n = min(P.chunk, P.t - t0);
       project(1u, t0, n, oUk);
-      for (var i = lid; i < n; i += WG) {
-        var c = W[oUk + i * m];
-        for (var r = 1u; r < m; r++) { c = max(c, W[oUk + i * m + r]); }
-        W[oOffs + i] = c;
-      }
-      sync();
+      keyRowMaxes(n);
       if (lid == 0u) {
         var run = W[offW];
         for (var i = 0u; i < n; i++) { run = max(run, W[oOffs + i]); }

@@ -162,17 +162,23 @@ fn queryFeatures(t0: u32, n: u32) {
  * from `offIn`; sq_j = exp(offIn − m_j), w_j = exp(m_j − m_end); W[oMisc] = m_end.
  * Bidirectional (fixed = true): every key uses the offset `offIn`.
  */
+// W[oOffs + i] = max_r of key logits row i (rows 0..n of oUk), then a barrier.
+fn keyRowMaxes(n: u32) {
+  let m = P.m;
+  for (var i = lid; i < n; i += WG) {
+    var c = W[oUk + i * m];
+    for (var r = 1u; r < m; r++) { c = max(c, W[oUk + i * m + r]); }
+    W[oOffs + i] = c;
+  }
+  sync();
+}
+
 fn keyFeatures(t0: u32, n: u32, offIn: f32, fixed: bool) {
   let m = P.m;
   project(1u, t0, n, oUk);
   if (P.feature == 0u) {
     if (!fixed) {
-      for (var i = lid; i < n; i += WG) {
-        var c = W[oUk + i * m];
-        for (var r = 1u; r < m; r++) { c = max(c, W[oUk + i * m + r]); }
-        W[oOffs + i] = c;
-      }
-      sync();
+      keyRowMaxes(n);
       if (lid == 0u) {
         var run = offIn;
         for (var i = 0u; i < n; i++) { run = max(run, W[oOffs + i]); W[oOffs + i] = run; }
