@@ -1,8 +1,9 @@
 /**
  * The WebGPU kernel suite in headless Chromium (Debian's /usr/bin/chromium, SwiftShader's
  * Vulkan adapter) through Vitest browser mode: `npm run test:browser`.
- * The wasm backends are Node-only in this run; the same suite files run the WebGPU backend
- * against the float64 references (test/kernels.test.ts picks 'webgpu-browser' in a window).
+ * The kernel suites run the WebGPU backend against the float64 references (test/kernels.test.ts
+ * picks 'webgpu-browser' in a window); test/tfjs/webgpu_op.test.ts runs the TF.js op on TF.js's
+ * own `webgpu` backend against the wasm kernels.
  */
 import { playwright } from '@vitest/browser-playwright';
 import { defineConfig } from 'vitest/config';
@@ -10,8 +11,11 @@ import { defineConfig } from 'vitest/config';
 const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 export default defineConfig({
+  // Pre-bundled up front: a dependency first found at run time (the test imports the TF.js
+  // webgpu backend dynamically) would make Vite reload the page mid-run.
+  optimizeDeps: { include: ['@tensorflow/tfjs', '@tensorflow/tfjs-backend-webgpu'] },
   test: {
-    include: ['test/kernels.test.ts', 'test/webgpu.test.ts'],
+    include: ['test/kernels.test.ts', 'test/webgpu.test.ts', 'test/tfjs/webgpu_op.test.ts'],
     testTimeout: 300_000,
     hookTimeout: 300_000,
     browser: {

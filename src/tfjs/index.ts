@@ -3,12 +3,15 @@
  *
  * - {@link performerAttention}: the attention op with a custom gradient that calls the fused
  *   backward kernel (autograd keeps q, k, v only), state in and out, gradients through the state.
+ * - {@link performerAttentionWebGPU}: the same op on the `webgpu` TF.js backend with the WebGPU
+ *   kernels, on TF.js's GPU buffers (synchronous, differentiable, the state a GPU tensor).
  * - {@link PerformerAttention}, {@link PerformerBlock}: serialisable `tf.layers.Layer`s; call
  *   `await initTfjs()` (or `setKernels(k)`) once before running them.
  * - {@link PerformerLM}: a language model with slice-carried state and O(1)-per-token decoding.
  * - {@link SlimTrainer}, {@link slimGradients}, {@link fullGradients}: SLiM training.
  */
 export { performerAttention, type AttentionOptions, type AttentionResult } from './op.ts';
+export { performerAttentionWebGPU, tfjsWebGPUDevice, type WebGPUAttentionOptions, type WebGPUAttentionResult } from './webgpu_op.ts';
 export {
   PerformerAttention,
   PerformerBlock,

@@ -19,17 +19,24 @@ import { FeatureRedraw } from '../features/index.ts';
 import { gelu, layerNorm } from '../model/performer_lm.ts';
 import type { FeatureMap } from '../types.ts';
 import { init, type InitOptions, type Kernels } from '../wasm/kernels.ts';
+import type { WebGPUKernels } from '../webgpu/kernels.ts';
 import { performerAttention } from './op.ts';
+import { performerAttentionWebGPU } from './webgpu_op.ts';
 
-let current: Kernels | undefined;
+let current: Kernels | WebGPUKernels | undefined;
 
-/** Sets the kernel instance every Performer layer uses (`undefined` clears it). */
-export function setKernels(kernels: Kernels | undefined): void {
+/**
+ * Sets the kernel instance every Performer layer uses (`undefined` clears it): wasm kernels
+ * (`init()`, any TF.js backend) or WebGPU kernels on TF.js's device when the TF.js backend is
+ * `webgpu` (`initWebGPU({ device: tfjsWebGPUDevice() })`: the layers then run on TF.js's GPU
+ * buffers, see webgpu_op.ts).
+ */
+export function setKernels(kernels: Kernels | WebGPUKernels | undefined): void {
   current = kernels;
 }
 
 /** The kernel instance set by {@link setKernels} or {@link initTfjs}; throws when there is none. */
-export function getKernels(): Kernels {
+export function getKernels(): Kernels | WebGPUKernels {
   if (!current) {
     throw new Error('slim-performer/tfjs: no kernel instance; call `await initTfjs()` (or `setKernels(await init())`) before running Performer layers');
   }
@@ -37,7 +44,7 @@ export function getKernels(): Kernels {
 }
 
 /** Loads a kernel instance and makes it the one the layers use (once; later calls return it). */
-export async function initTfjs(options?: InitOptions): Promise<Kernels> {
+export async function initTfjs(options?: InitOptions): Promise<Kernels | WebGPUKernels> {
   if (!current) current = await init(options);
   return current;
 }
@@ -203,15 +210,13 @@ class AttentionCore {
     const flat = tf.reshape(x, [B * T, D]);
     const proj = (w: tf.LayerVariable, b: tf.LayerVariable) =>
       tf.transpose(tf.reshape(tf.add(tf.matMul(flat, w.read()), b.read()), [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
-    const omega = this.omega ? (this.omega.read().dataSync() as Float32Array) : undefined;
-    const { out } = performerAttention(proj(this.wq, this.bq), proj(this.wk, this.bk), proj(this.wv, this.bv), {
-      kernels: getKernels(),
-      feature: this.s.feature,
-      omega,
-      m: this.s.features ?? hd,
-      causal: this.s.causal,
-      chunk: this.s.chunk,
-    });
+    const kernels = getKernels();
+    const spec = { feature: this.s.feature, m: this.s.features ?? hd, causal: this.s.causal, chunk: this.s.chunk };
+    const [q, k, v] = [proj(this.wq, this.bq), proj(this.wk, this.bk), proj(this.wv, this.bv)];
+    const { out } =
+      kernels.backend === 'webgpu'
+        ? performerAttentionWebGPU(q, k, v, { ...spec, kernels, omega: this.omega?.read() as tf.Tensor3D | undefined, returnState: false })
+        : performerAttention(q, k, v, { ...spec, kernels, omega: this.omega ? (this.omega.read().dataSync() as Float32Array) : undefined });
     const merged = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B * T, D]);
     return tf.reshape(tf.add(tf.matMul(merged, this.wo.read()), this.bo.read()), [B, T, D]) as tf.Tensor3D;
   }

@@ -1,20 +1,26 @@
 /// <reference types="@webgpu/types" />
 /**
- * Performer attention on TF.js's own GPU buffers (issue 4, item 3): when the TF.js backend is
- * `webgpu`, q, k, v (and the upstream gradient) are handed to the WebGPU kernels as GPUBuffers
- * (`tensor.dataToGPU()`, a GPU→GPU copy) and the results come back as tensors made from
- * GPUBuffers (`tf.tensor({ buffer }, …)`, again a GPU→GPU copy). No tensor data goes through the
- * CPU; only the small carried state (`[b·h, m·dv + m + 1]` floats) is read back, as float64.
+ * Performer attention as a TF.js op on the `webgpu` backend, on TF.js's own GPU buffers: the
+ * counterpart of `performerAttention` (op.ts) with the WebGPU kernels. It is synchronous like any
+ * TF.js op (the kernels' `…Sync` calls encode and submit without waiting), differentiable through
+ * `tf.customGrad` (the gradient runs the fused backward kernel; autograd keeps q, k, v only), and
+ * no tensor data goes through the CPU:
  *
- * The kernels are asynchronous (pipeline creation, error scopes, the state readback), so this is
- * an async API, not a `tf.customGrad` op: `performerAttentionGPU` is the forward and
- * `performerAttentionGPUBackward` the gradient; a training step calls the backward itself with
- * the upstream gradient of `out` (e.g. from `tf.grads` of the rest of the graph). Causal only:
- * the bidirectional kernels have no GPUBuffer variants yet.
+ * - inputs reach the kernels as GPU copies (`tensor.dataToGPU()`), outputs become tensors from
+ *   GPU buffers (`tf.tensor({ buffer })`, another GPU copy into a buffer TF.js owns);
+ * - the carried state is a tensor too, `[b·h, gpuStateWords(m, dv)]` in the kernels' GPU layout
+ *   (float32 hi/lo pairs and the FAVOR+ offset, src/webgpu/state.ts), and the gradient flows
+ *   through it both ways: into `state` (an input of the op) and out of the returned state (packed
+ *   with `out` into one op output, then sliced), so slices chained in one tape get exactly the
+ *   gradient of the whole sequence, and SLiM's surrogate ⟨state_end, G⟩ is a plain TF.js product.
+ *
+ * GPU errors (validation, out of memory) are reported by the device after the call returns: they
+ * are thrown by the next kernel call, or awaited with `kernels.flush()`.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { AttnState, FeatureMap, StateGrad } from '../types.ts';
-import { initWebGPU, type WebGPUKernels, type WebGPUOptions } from '../webgpu/kernels.ts';
+import type { FeatureMap } from '../types.ts';
+import type { WebGPUKernels } from '../webgpu/kernels.ts';
+import { gpuStateWords } from '../webgpu/state.ts';
 
 /** The parts of tfjs-backend-webgpu's `WebGPUBackend` used here. */
 interface TfWebGPUBackend {
@@ -23,136 +29,150 @@ interface TfWebGPUBackend {
 }
 
 function webgpuBackend(fn: string): TfWebGPUBackend {
-  if (tf.getBackend() !== 'webgpu') throw new Error(`${fn}: the TF.js backend is '${tf.getBackend()}', not 'webgpu' (use performerAttention)`);
+  if (tf.getBackend() !== 'webgpu') throw new Error(`${fn}: the TF.js backend is '${tf.getBackend()}', not 'webgpu' (use performerAttention with the wasm kernels)`);
   const be = tf.backend() as unknown as Partial<TfWebGPUBackend>;
   if (!be.device || typeof be.uploadToGPU !== 'function') throw new Error(`${fn}: the 'webgpu' TF.js backend exposes no GPUDevice (expected @tensorflow/tfjs-backend-webgpu 4.x)`);
   return be as TfWebGPUBackend;
 }
 
-/** WebGPU kernels on TF.js's own GPUDevice (the TF.js backend must be `webgpu`). */
-export function initTfjsWebGPUKernels(opts: Omit<WebGPUOptions, 'device' | 'adapter'> = {}): Promise<WebGPUKernels> {
-  try {
-    const be = webgpuBackend('initTfjsWebGPUKernels');
-    return initWebGPU({ ...opts, device: be.device });
-  } catch (e) {
-    return Promise.reject(e);
-  }
+/** TF.js's GPUDevice (the TF.js backend must be `webgpu`): create the kernels on it, `initWebGPU({ device: tfjsWebGPUDevice() })`. */
+export function tfjsWebGPUDevice(): GPUDevice {
+  return webgpuBackend('tfjsWebGPUDevice').device;
 }
 
-export interface GPUAttentionOptions {
-  /** From `initTfjsWebGPUKernels()` (it must share TF.js's GPUDevice). */
+export interface WebGPUAttentionOptions {
+  /** WebGPU kernels on TF.js's device (`initWebGPU({ device: tfjsWebGPUDevice() })`). */
   kernels: WebGPUKernels;
   feature: FeatureMap;
-  /** `[h, m, d]` random features (required for favor). */
-  omega?: Float32Array;
+  /** `[h, m, d]` random features (required for favor): host values or a tensor (not differentiated). */
+  omega?: Float32Array | tf.Tensor3D;
   /** Number of features `m` (defaults to `d` when there is no omega). */
   m?: number;
+  causal: boolean;
   chunk?: number;
-  /** The state to continue from (default empty). */
-  state?: AttnState;
+  /** Causal only: the state to continue from, `[b·h, gpuStateWords(m, dv)]` (default empty). */
+  state?: tf.Tensor2D;
+  /** Causal only: return the output state (default true; without it `out` needs no slicing). */
+  returnState?: boolean;
 }
 
-function check(fn: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o: GPUAttentionOptions): TfWebGPUBackend {
-  const be = webgpuBackend(fn);
-  if (o.kernels.device !== be.device) throw new Error(`${fn}: the kernels run on another GPUDevice than TF.js (create them with initTfjsWebGPUKernels)`);
-  const [b, h, t] = q.shape;
-  if (k.shape.join() !== q.shape.join()) throw new TypeError(`${fn}: k must have q's shape [${q.shape}], got [${k.shape}]`);
-  if (v.shape[0] !== b || v.shape[1] !== h || v.shape[2] !== t) throw new TypeError(`${fn}: v must be [${b}, ${h}, ${t}, dv], got [${v.shape}]`);
+export interface WebGPUAttentionResult {
+  /** `[b, h, t, dv]` */
+  out: tf.Tensor4D;
+  /** Causal with `returnState` (the default): the output state, `[b·h, gpuStateWords(m, dv)]`. */
+  state?: tf.Tensor2D;
+}
+
+function shapeOf(fn: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o: WebGPUAttentionOptions) {
   for (const [name, x] of [['q', q], ['k', k], ['v', v]] as const) {
+    if (!(x instanceof tf.Tensor) || x.rank !== 4) throw new TypeError(`${fn}: ${name} must be a rank-4 tensor [b, h, t, ·], got ${x instanceof tf.Tensor ? `rank ${x.rank}` : typeof x}`);
     if (x.dtype !== 'float32') throw new TypeError(`${fn}: ${name} must be float32, got ${x.dtype}`);
   }
-  return be;
-}
-
-function dimsOf(q: tf.Tensor4D, v: tf.Tensor4D, o: GPUAttentionOptions) {
   const [b, h, t, d] = q.shape;
-  const m = o.m ?? (o.omega ? o.omega.length / (h * d) : d);
-  return { b, h, t, d, m, dv: v.shape[3] };
+  if (k.shape.join() !== q.shape.join()) throw new TypeError(`${fn}: k must have q's shape [${q.shape}], got [${k.shape}]`);
+  if (v.shape[0] !== b || v.shape[1] !== h || v.shape[2] !== t) throw new TypeError(`${fn}: v must be [${b}, ${h}, ${t}, dv], got [${v.shape}]`);
+  const om = o.omega;
+  const m = o.m ?? (om ? (om instanceof tf.Tensor ? om.shape[1] : om.length / (h * d)) : d);
+  if (om instanceof tf.Tensor && om.shape.join() !== [h, m, d].join()) throw new TypeError(`${fn}: omega must be [h, m, d] = [${h}, ${m}, ${d}], got [${om.shape}]`);
+  const dims = { b, h, t, d, m, dv: v.shape[3] };
+  const sw = gpuStateWords(m, dims.dv);
+  if (o.state !== undefined) {
+    if (!o.causal) throw new TypeError(`${fn}: state is only defined for causal attention`);
+    if (!(o.state instanceof tf.Tensor) || o.state.shape.join() !== [b * h, sw].join() || o.state.dtype !== 'float32') {
+      throw new TypeError(`${fn}: state must be a float32 tensor [b·h, gpuStateWords(m, dv)] = [${b * h}, ${sw}], got ${o.state instanceof tf.Tensor ? `${o.state.dtype} [${o.state.shape}]` : typeof o.state}`);
+    }
+  }
+  return { dims, sw };
 }
 
-/** Runs `body` on GPU copies of `ts` (made on the GPU), freeing the copies afterwards. */
-async function onGPU<T>(be: TfWebGPUBackend, ts: tf.Tensor[], body: (bufs: GPUBuffer[]) => Promise<T>): Promise<T> {
+/**
+ * Runs `body` on GPU copies of `ts` (copied on the GPU after TF.js submitted the work that
+ * produces them) and frees the copies once `body` has submitted its own work.
+ */
+function onGPU<T>(be: TfWebGPUBackend, ts: tf.Tensor[], body: (bufs: GPUBuffer[]) => T): T {
   const got: Array<{ buffer: GPUBuffer; tensorRef: tf.Tensor }> = [];
   try {
     for (const x of ts) {
-      // A tensor made from host values lives on the host until first used: move it to the GPU
-      // the way TF.js itself would (an upload, not a readback).
-      be.uploadToGPU(x.dataId);
+      be.uploadToGPU(x.dataId); // a tensor made from host values lives on the host until first used
       got.push(x.dataToGPU() as { buffer: GPUBuffer; tensorRef: tf.Tensor });
     }
-    return await body(got.map((g) => g.buffer));
+    return body(got.map((g) => g.buffer));
   } finally {
     for (const g of got) g.tensorRef.dispose();
   }
 }
 
-/**
- * A tensor holding a GPU copy of `buf` (a kernel output), which goes back to the kernels' pool.
- * TF.js reads a tensor's whole buffer (`data()` would return the pool's 256-byte padding too), so
- * a padded output is first copied on the GPU into an exact-size buffer; TF.js then copies that
- * into a buffer it owns and frees with the tensor.
- */
+/** A tensor holding a GPU copy of a kernel output `buf` (exactly its size), which goes back to the kernels' pool. */
 function wrap<R extends tf.Rank>(K: WebGPUKernels, buf: GPUBuffer, shape: number[]): tf.Tensor<R> {
-  const bytes = 4 * shape.reduce((a, x) => a * x, 1);
-  const dev = K.device;
-  let exact: GPUBuffer | undefined;
   try {
-    if (buf.size !== bytes) {
-      exact = dev.createBuffer({ size: bytes, usage: 0x80 | 0x04 | 0x08 /* STORAGE | COPY_SRC | COPY_DST */, label: 'performerAttentionGPU output' });
-      const enc = dev.createCommandEncoder();
-      enc.copyBufferToBuffer(buf, 0, exact, 0, bytes);
-      dev.queue.submit([enc.finish()]);
-    }
-    return tf.tensor<R>({ buffer: exact ?? buf }, shape as tf.ShapeMap[R], 'float32');
+    return tf.tensor<R>({ buffer: buf }, shape as tf.ShapeMap[R], 'float32');
   } finally {
-    // TF.js encoded and submitted its copy already: later reuse of `buf` (and the deferred
-    // destruction of `exact`) are ordered after it on the queue.
-    K.release(buf);
-    exact?.destroy();
+    K.release(buf); // TF.js submitted its copy already: later reuse of `buf` is ordered after it
   }
 }
 
 /**
- * Causal Performer attention on the `webgpu` TF.js backend without a CPU round trip:
- * `q, k: [b, h, t, d]`, `v: [b, h, t, dv]` → `out: [b, h, t, dv]` and the output state.
+ * Causal or bidirectional Performer attention on the `webgpu` TF.js backend:
+ * `q, k: [b, h, t, d]`, `v: [b, h, t, dv]` → `out: [b, h, t, dv]` (and the output state).
  */
-export async function performerAttentionGPU(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o: GPUAttentionOptions): Promise<{ out: tf.Tensor4D; state: AttnState }> {
-  const fn = 'performerAttentionGPU';
-  const be = check(fn, q, k, v, o);
-  const dims = dimsOf(q, v, o);
-  return onGPU(be, [q, k, v], async ([qb, kb, vb]) => {
-    const r = await o.kernels.causalForwardGPU({ q: qb, k: kb, v: vb, dims, feature: o.feature, omega: o.omega, chunk: o.chunk, state: o.state });
-    return { out: wrap<tf.Rank.R4>(o.kernels, r.out, [dims.b, dims.h, dims.t, dims.dv]), state: r.state };
-  });
-}
+export function performerAttentionWebGPU(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o: WebGPUAttentionOptions): WebGPUAttentionResult {
+  const fn = 'performerAttentionWebGPU';
+  const be = webgpuBackend(fn);
+  if (typeof o !== 'object' || o === null || !o.kernels || o.kernels.backend !== 'webgpu') throw new TypeError(`${fn}: options.kernels must be WebGPU kernels (initWebGPU)`);
+  const K = o.kernels;
+  if (K.device !== be.device) throw new Error(`${fn}: the kernels run on another GPUDevice than TF.js (create them with initWebGPU({ device: tfjsWebGPUDevice() }))`);
+  const { dims, sw } = shapeOf(fn, q, k, v, o);
+  const { b, h, t, d, dv } = dims;
+  const n = b * h * t * dv;
+  const packed = o.causal && o.returnState !== false;
+  const omegaT = o.omega instanceof tf.Tensor ? o.omega : undefined;
+  const omegaHost = o.omega instanceof tf.Tensor ? undefined : o.omega;
+  const hasState = o.state !== undefined;
+  const spec = { dims, feature: o.feature, chunk: o.chunk };
+  // Inputs of the op: q, k, v, [state], [omega] (omega gets a zero gradient: it is a constant).
+  const inputs: tf.Tensor[] = [q, k, v, ...(hasState ? [o.state!] : []), ...(omegaT ? [omegaT] : [])];
+  const split = (bufs: GPUBuffer[]) => ({ q: bufs[0], k: bufs[1], v: bufs[2], state: hasState ? bufs[3] : undefined, omega: omegaT ? bufs[inputs.length - 1] : omegaHost });
 
-/**
- * Gradients of `performerAttentionGPU` given the upstream gradient `dOut` of `out` (and `dState`
- * of the output state): `dq, dk, dv` as tensors on the GPU and the input state's gradient.
- * `stateOut` is the state the forward returned.
- */
-export async function performerAttentionGPUBackward(
-  q: tf.Tensor4D,
-  k: tf.Tensor4D,
-  v: tf.Tensor4D,
-  dOut: tf.Tensor4D,
-  o: GPUAttentionOptions & { stateOut: AttnState; dState?: StateGrad },
-): Promise<{ dq: tf.Tensor4D; dk: tf.Tensor4D; dv: tf.Tensor4D; dState: StateGrad }> {
-  const fn = 'performerAttentionGPUBackward';
-  const be = check(fn, q, k, v, o);
-  if (dOut.shape.join() !== v.shape.join()) throw new TypeError(`${fn}: dOut must have v's shape [${v.shape}], got [${dOut.shape}]`);
-  const dims = dimsOf(q, v, o);
-  return onGPU(be, [q, k, v, dOut], async ([qb, kb, vb, gb]) => {
-    const g = await o.kernels.causalBackwardGPU({
-      q: qb, k: kb, v: vb, dOut: gb, dims, feature: o.feature, omega: o.omega, chunk: o.chunk,
-      stateIn: o.state, stateOut: o.stateOut, dState: o.dState,
+  const op = tf.customGrad((...args) => {
+    const save = args.pop() as (ts: tf.Tensor[]) => void;
+    const xs = args as tf.Tensor[];
+    const value = onGPU(be, xs, (bufs) => {
+      const x = split(bufs);
+      if (!o.causal) return wrap(K, K.bidirectionalForwardSync({ ...spec, ...x }).out, [b, h, t, dv]);
+      const r = K.causalForwardSync({ ...spec, ...x, pack: packed });
+      if (!packed) {
+        K.release(r.state);
+        return wrap(K, r.out, [b, h, t, dv]);
+      }
+      return wrap(K, r.out, [n + b * h * sw]);
     });
-    const { b, h, t, d } = dims;
+    save(xs);
     return {
-      dq: wrap<tf.Rank.R4>(o.kernels, g.dq, [b, h, t, d]),
-      dk: wrap<tf.Rank.R4>(o.kernels, g.dk, [b, h, t, d]),
-      dv: wrap<tf.Rank.R4>(o.kernels, g.dv, [b, h, t, dims.dv]),
-      dState: g.dState,
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        onGPU(be, [...saved, dy], (bufs) => {
+          const x = split(bufs);
+          const dyb = bufs[bufs.length - 1];
+          const grads: tf.Tensor[] = [];
+          if (o.causal) {
+            const g = K.causalBackwardSync({ ...spec, ...x, stateIn: x.state, dOut: dyb, dState: packed ? dyb : undefined, dStateOffset: packed ? n * 4 : undefined });
+            grads.push(wrap(K, g.dq, [b, h, t, d]), wrap(K, g.dk, [b, h, t, d]), wrap(K, g.dv, [b, h, t, dv]));
+            if (hasState) grads.push(wrap(K, g.dStateIn, [b * h, sw]));
+            else K.release(g.dStateIn);
+          } else {
+            const g = K.bidirectionalBackwardSync({ ...spec, ...x, dOut: dyb });
+            grads.push(wrap(K, g.dq, [b, h, t, d]), wrap(K, g.dk, [b, h, t, d]), wrap(K, g.dv, [b, h, t, dv]));
+          }
+          if (omegaT) grads.push(tf.zerosLike(omegaT));
+          return grads;
+        }),
     };
   });
+
+  if (!packed) return { out: op(...inputs) as tf.Tensor4D };
+  const [out, state] = tf.tidy(() => {
+    const p = op(...inputs);
+    return [tf.reshape(tf.slice(p, [0], [n]), [b, h, t, dv]) as tf.Tensor4D, tf.reshape(tf.slice(p, [n], [b * h * sw]), [b * h, sw]) as tf.Tensor2D];
+  });
+  return { out: out as tf.Tensor4D, state: state as tf.Tensor2D };
 }

@@ -165,6 +165,8 @@ export interface CallStats {
 }
 
 export class Kernels {
+  /** Which backend this is (the WebGPU kernels say 'webgpu'). */
+  readonly backend = 'wasm' as const;
   private x: KernelExports | undefined;
   private stats: CallStats = { ioBytes: 0, scratchBytes: 0 };
 

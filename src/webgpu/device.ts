@@ -89,6 +89,10 @@ export class GpuContext {
   /** Set once the device is lost; every later call throws. */
   lostReason: string | undefined;
   private uncaptured: string[] = [];
+  /** Error scopes of synchronous calls still being resolved by the device. */
+  private pending = new Set<Promise<void>>();
+  /** The first error a synchronous call's scope reported, thrown by the next call or `flush`. */
+  private deferred: WebGPUError | undefined;
 
   constructor(
     readonly device: GPUDevice,
@@ -154,6 +158,51 @@ export class GpuContext {
       throw new WebGPUError(`${fn}: WebGPU error: ${msg}`);
     }
     return result;
+  }
+
+  /**
+   * Runs `body` (which only encodes and submits) inside error scopes without waiting for them:
+   * an error the device reports later is thrown by the next call on this context, or by `flush`.
+   * Host-side errors of `body` are thrown at once.
+   */
+  scopedSync<T>(fn: string, body: () => T): T {
+    this.alive(fn);
+    this.throwDeferred(fn);
+    const d = this.device;
+    d.pushErrorScope('out-of-memory');
+    d.pushErrorScope('validation');
+    d.pushErrorScope('internal');
+    try {
+      return body();
+    } finally {
+      const p = Promise.all([d.popErrorScope(), d.popErrorScope(), d.popErrorScope()]).then(
+        (errs) => {
+          const names = ['internal', 'validation', 'out-of-memory'];
+          const e = errs.findIndex((x) => x !== null);
+          if (e >= 0) this.deferred ??= new WebGPUError(`${fn}: WebGPU ${names[e]} error: ${errs[e]!.message}`);
+        },
+        (err: unknown) => {
+          this.deferred ??= new WebGPUError(`${fn}: ${err instanceof Error ? err.message : String(err)}`);
+        },
+      );
+      this.pending.add(p);
+      void p.finally(() => this.pending.delete(p));
+    }
+  }
+
+  private throwDeferred(fn: string): void {
+    if (this.uncaptured.length) this.deferred ??= new WebGPUError(`WebGPU error: ${this.uncaptured.splice(0).join('; ')}`);
+    const e = this.deferred;
+    if (!e) return;
+    this.deferred = undefined;
+    throw new WebGPUError(`${fn}: an earlier call failed on the GPU: ${e.message}`);
+  }
+
+  /** Waits until the device has judged every synchronous call so far; throws the first error. */
+  async flush(fn = 'flush'): Promise<void> {
+    while (this.pending.size) await Promise.all([...this.pending]);
+    this.alive(fn);
+    this.throwDeferred(fn);
   }
 
   dispose(): void {

@@ -14,12 +14,11 @@ import type { AttnState, Dims, FeatureMap, StateGrad } from '../types.ts';
 import { ArgError, checkArray, checkChunk, checkDims, checkEps, checkFeature, checkOmega, checkState, checkStateGrad } from '../validate.ts';
 import type { BidirectionalBackwardArgs, CausalArgs, CausalBackwardArgs, CausalForwardArgs, CausalGrads, FeaturesArgs, StepArgs } from '../wasm/kernels.ts';
 import { GpuContext, WebGPUError, type AcquireOptions } from './device.ts';
-import { ProgramCache } from './program.ts';
+import { ProgramCache, type Program } from './program.ts';
+import { frameFactor, fromGpuState, gpuStateWords as stateWords, toGpuState } from './state.ts';
 import { loadShaders, type KernelName } from './shaders/index.ts';
 
 const CODES: Record<FeatureMap | 'identity', number> = { favor: 0, relu: 1, elu1: 2, sqr: 3, identity: 4 };
-/** Offset of an empty FAVOR+ state on the GPU (-∞ is not portable in WGSL). */
-const NEG = -3.0e38;
 const STORAGE = 0x80; // GPUBufferUsage.STORAGE
 const COPY_SRC = 0x04;
 const COPY_DST = 0x08;
@@ -62,6 +61,8 @@ interface Checked {
   dims: Dims;
   feature: FeatureMap | 'identity';
   omega?: Float32Array;
+  /** Random features already on the GPU (the synchronous calls), `[h, m, d]` f32. */
+  omegaBuf?: GPUBuffer;
   chunk: number;
   eps: number;
 }
@@ -78,8 +79,19 @@ export interface GpuCausalArgs {
   eps?: number;
 }
 
-function stateWords(m: number, dv: number): number {
-  return 2 * (m * dv + m) + 1;
+/** Arguments of the synchronous calls: tensors and (optionally) the random features on the GPU. */
+export interface GpuSyncArgs extends Omit<GpuCausalArgs, 'omega'> {
+  /** `[h, m, d]` random features, host or GPU. */
+  omega?: Float32Array | GPUBuffer;
+}
+
+/** A GPU-side copy encoded around a kernel (offsets and size in bytes). */
+interface Copy {
+  src: GPUBuffer;
+  srcOffset: number;
+  dst: GPUBuffer;
+  dstOffset: number;
+  size: number;
 }
 
 function chunkWords(c: number, m: number, dv: number): number {
@@ -104,11 +116,6 @@ interface Step {
   cBegin: number;
   cEnd: number;
   g: number;
-}
-
-/** exp(offset − fround(offset)): moves a state into the nearest float32 frame. */
-function frameFactor(offset: number): number {
-  return Number.isFinite(offset) ? Math.exp(offset - Math.fround(offset)) : 1;
 }
 
 export class WebGPUKernels {
@@ -190,8 +197,9 @@ export class WebGPUKernels {
     return { ...this.stats };
   }
 
-  private acquire(bytes: number, usage: number, label: string): GPUBuffer {
-    const size = align(Math.max(bytes, 16), 256);
+  /** A buffer from the pool: sizes round up to 256 bytes, or to 4 when `exact` (hand-overs such as TF.js tensors, which read a buffer whole). */
+  private acquire(bytes: number, usage: number, label: string, exact = false): GPUBuffer {
+    const size = exact ? align(Math.max(bytes, 4), 4) : align(Math.max(bytes, 16), 256);
     const key = `${size}/${usage}`;
     const free = this.pool.get(key);
     let buf = free?.pop();
@@ -269,8 +277,10 @@ export class WebGPUKernels {
     const dims = checkDims(fn, a.dims);
     const feature = featureOverride ?? checkFeature(fn, a.feature);
     const chunk = checkChunk(fn, a.chunk);
-    const omega = feature === 'identity' ? undefined : checkOmega(fn, feature, a.omega, dims);
-    const { b, h, t, d, dv } = dims;
+    const { b, h, t, d, m, dv } = dims;
+    const onGpu = gpu && a.omega !== undefined && a.omega !== null && !(a.omega instanceof Float32Array);
+    const omegaBuf = onGpu && feature !== 'identity' ? this.checkGpuBuffer(fn, 'omega', a.omega, h * m * d * 4) : undefined;
+    const omega = feature === 'identity' || omegaBuf ? undefined : checkOmega(fn, feature, a.omega, dims);
     if (!gpu) {
       const [nq, nk] = featureOverride ? ['phiQ', 'phiK'] : ['q', 'k'];
       const shape: Record<string, number> = featureOverride ? { b, h, t, m: d } : { b, h, t, d };
@@ -280,7 +290,7 @@ export class WebGPUKernels {
     }
     this.checkBinding(fn, 'q', b * h * t * d * 4);
     this.checkBinding(fn, 'v', b * h * t * dv * 4);
-    return { dims, feature, omega, chunk: Math.min(chunk, t), eps: checkEps(fn, a.eps) };
+    return { dims, feature, omega, omegaBuf, chunk: Math.min(chunk, t), eps: checkEps(fn, a.eps) };
   }
 
   private checkBinding(fn: string, name: string, bytes: number): void {
@@ -315,7 +325,7 @@ export class WebGPUKernels {
     if (kind === 'bidirectional_backward') sliceWords += sw + gradWords(C, m, dv);
     let o = 0;
     const omegaOff = o;
-    o = align(o + (c.omega ? h * m * d : 0));
+    o = align(o + (c.omega || c.omegaBuf ? h * m * d : 0));
     const stateInOff = o;
     o = align(o + (hasState ? bh * sw : 0));
     const dStateOff = o;
@@ -337,27 +347,7 @@ export class WebGPUKernels {
     if (c.omega) q.writeBuffer(W, L.omegaOff * 4, c.omega.buffer, c.omega.byteOffset, c.omega.byteLength);
     const { m, dv } = dims;
     const bh = dims.b * dims.h;
-    if (state) {
-      const sw = stateWords(m, dv);
-      const mdv = m * dv;
-      const s = new Float32Array(bh * sw);
-      for (let i = 0; i < bh; i++) {
-        const o = i * sw;
-        const put = (x: number, at: number) => {
-          const hi = Math.fround(x);
-          s[o + at] = hi;
-          s[o + mdv + m + 1 + at] = Math.fround(x - hi);
-        };
-        // Offsets are float32 on the GPU: a state whose offset is not one moves to the nearest
-        // float32 frame (S, z scale by exp(offset − fround(offset))), as the wasm backend does.
-        const off = state.offset[i];
-        const f = frameFactor(off);
-        for (let e = 0; e < mdv; e++) put(f * state.S[i * mdv + e], e);
-        for (let r = 0; r < m; r++) put(f * state.z[i * m + r], mdv + r);
-        s[o + mdv + m] = off === -Infinity ? NEG : Math.max(Math.fround(off), NEG);
-      }
-      q.writeBuffer(W, L.stateInOff * 4, s);
-    }
+    if (state) q.writeBuffer(W, L.stateInOff * 4, toGpuState(state, dims));
     if (dState) {
       const g = new Float32Array(bh * (m * dv + m));
       for (let i = 0; i < bh; i++) {
@@ -369,7 +359,6 @@ export class WebGPUKernels {
     return W;
   }
 
-  private fillProgram?: Promise<import('./program.ts').Program>;
   private pendingFills: Array<{ buf: GPUBuffer; words: number; start: number }> = [];
 
   /** Queues a NaN fill of `words` words of `buf` from word `start` (encoded before the next kernel). */
@@ -381,7 +370,7 @@ export class WebGPUKernels {
     const { b, h, t, d, m, dv } = c.dims;
     const u = new Uint32Array(buf, at, PARAM_BYTES / 4);
     const f = new Float32Array(buf, at, PARAM_BYTES / 4);
-    u.set([b * h, h, t, d, m, dv, c.chunk, CODES[c.feature], c.omega ? 1 : 0, hasState ? 1 : 0, hasDState ? 1 : 0, L.group]);
+    u.set([b * h, h, t, d, m, dv, c.chunk, CODES[c.feature], c.omega || c.omegaBuf ? 1 : 0, hasState ? 1 : 0, hasDState ? 1 : 0, L.group]);
     u.set([L.omegaOff, L.stateInOff, L.dStateOff, L.stateOutOff, L.scratchOff, L.sliceWords], 12);
     f[18] = c.eps;
     f[19] = c.feature === 'favor' ? Math.pow(d, -0.25) : 1;
@@ -440,53 +429,91 @@ export class WebGPUKernels {
     return steps;
   }
 
+  /**
+   * Encodes pending NaN fills, then `before` (copies into the work buffer), the kernel's
+   * dispatches and `after` (copies out of it) into `enc`. Returns the uniform buffers to release
+   * once the encoder is submitted.
+   */
+  private encode(
+    enc: GPUCommandEncoder,
+    fn: string,
+    prog: Program,
+    fillProg: Program | undefined,
+    kind: KernelName,
+    c: Checked,
+    L: Layout,
+    flags: { hasState: boolean; hasDState: boolean },
+    buffers: GPUBuffer[],
+    before: Copy[] = [],
+    after: Array<Copy | { clear: GPUBuffer }> = [],
+  ): GPUBuffer[] {
+    const device = this.ctx.device;
+    const bh = c.dims.b * c.dims.h;
+    const wgPerRow = Math.min(bh, device.limits.maxComputeWorkgroupsPerDimension);
+    const steps = this.plan(kind, c, L, fn);
+    const stride = align(PARAM_BYTES, device.limits.minUniformBufferOffsetAlignment);
+    const data = new ArrayBuffer(stride * steps.length);
+    steps.forEach((step, i) => this.params(c, L, flags.hasState, flags.hasDState, wgPerRow, step, data, i * stride));
+    const uniform = this.acquire(data.byteLength, UNIFORM | COPY_DST, 'params');
+    const temps = [uniform];
+    this.lastSteps = steps.length;
+    device.queue.writeBuffer(uniform, 0, data);
+    for (const { buf, words, start } of this.pendingFills.splice(0)) {
+      const fu = this.acquire(16, UNIFORM | COPY_DST, 'fill params');
+      temps.push(fu);
+      device.queue.writeBuffer(fu, 0, new Uint32Array([words, 0x7fc00000, start, 0]));
+      const bg = device.createBindGroup({ layout: fillProg!.pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: fu } }, { binding: 1, resource: { buffer: buf } }] });
+      const pass = enc.beginComputePass();
+      fillProg!.dispatch(pass, bg, Math.ceil(words / 64));
+      pass.end();
+    }
+    for (const x of before) enc.copyBufferToBuffer(x.src, x.srcOffset, x.dst, x.dstOffset, x.size);
+    const layout = prog.pipeline.getBindGroupLayout(0);
+    const pass = enc.beginComputePass({ label: fn });
+    steps.forEach((_, i) => {
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform, offset: i * stride, size: PARAM_BYTES } }];
+      buffers.forEach((buffer, j) => entries.push({ binding: j + 1, resource: { buffer } }));
+      prog.dispatch(pass, device.createBindGroup({ layout, entries, label: fn }), bh);
+    });
+    pass.end();
+    for (const x of after) {
+      if ('clear' in x) enc.clearBuffer(x.clear);
+      else enc.copyBufferToBuffer(x.src, x.srcOffset, x.dst, x.dstOffset, x.size);
+    }
+    return temps;
+  }
+
   /** Encodes pending NaN fills and the kernel, submits, and waits for errors. */
   private async dispatch(fn: string, kind: KernelName, c: Checked, L: Layout, hasState: boolean, hasDState: boolean, buffers: GPUBuffer[]): Promise<void> {
     const device = this.ctx.device;
     const prog = await this.programs.get(kind, this.workgroupSize);
-    const bh = c.dims.b * c.dims.h;
-    const maxPerDim = device.limits.maxComputeWorkgroupsPerDimension;
-    const wgPerRow = Math.min(bh, maxPerDim);
-    const steps = this.plan(kind, c, L, fn);
-    const stride = align(PARAM_BYTES, device.limits.minUniformBufferOffsetAlignment);
-    const data = new ArrayBuffer(stride * steps.length);
-    steps.forEach((step, i) => this.params(c, L, hasState, hasDState, wgPerRow, step, data, i * stride));
-    const uniform = this.acquire(data.byteLength, UNIFORM | COPY_DST, 'params');
-    this.lastSteps = steps.length;
-    const fills = this.pendingFills.splice(0);
-    const fillUniforms: GPUBuffer[] = [];
+    const fillProg = this.pendingFills.length ? await this.programs.get('fill', 64) : undefined;
+    let temps: GPUBuffer[] = [];
     try {
       await this.ctx.scoped(fn, async () => {
-        device.queue.writeBuffer(uniform, 0, data);
         const enc = device.createCommandEncoder({ label: fn });
-        if (fills.length) {
-          this.fillProgram ??= this.programs.get('fill', 64);
-          const fp = await this.fillProgram;
-          for (const { buf, words, start } of fills) {
-            const fu = this.acquire(16, UNIFORM | COPY_DST, 'fill params');
-            fillUniforms.push(fu);
-            device.queue.writeBuffer(fu, 0, new Uint32Array([words, 0x7fc00000, start, 0]));
-            const bg = device.createBindGroup({ layout: fp.pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: fu } }, { binding: 1, resource: { buffer: buf } }] });
-            const pass = enc.beginComputePass();
-            fp.dispatch(pass, bg, Math.ceil(words / 64));
-            pass.end();
-          }
-        }
-        const layout = prog.pipeline.getBindGroupLayout(0);
-        const pass = enc.beginComputePass({ label: fn });
-        steps.forEach((_, i) => {
-          const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform, offset: i * stride, size: PARAM_BYTES } }];
-          buffers.forEach((buffer, j) => entries.push({ binding: j + 1, resource: { buffer } }));
-          prog.dispatch(pass, device.createBindGroup({ layout, entries, label: fn }), bh);
-        });
-        pass.end();
+        temps = this.encode(enc, fn, prog, fillProg, kind, c, L, { hasState, hasDState }, buffers);
         device.queue.submit([enc.finish()]);
         await device.queue.onSubmittedWorkDone();
       });
     } finally {
-      this.release(uniform);
-      for (const fu of fillUniforms) this.release(fu);
+      for (const u of temps) this.release(u);
     }
+  }
+
+  /**
+   * As `dispatch` without waiting: pipelines are built synchronously when missing, and errors
+   * the device reports later are thrown by the next call or by `flush()`. Buffers released to the
+   * pool afterwards are safe to reuse: every later use of them is ordered after this submit.
+   */
+  private dispatchSync(fn: string, kind: KernelName, c: Checked, L: Layout, flags: { hasState: boolean; hasDState: boolean }, buffers: GPUBuffer[], before: Copy[], after: Array<Copy | { clear: GPUBuffer }>): void {
+    const device = this.ctx.device;
+    const prog = this.programs.getSync(kind, this.workgroupSize);
+    const fillProg = this.pendingFills.length ? this.programs.getSync('fill', 64) : undefined;
+    const enc = device.createCommandEncoder({ label: fn });
+    const temps = this.encode(enc, fn, prog, fillProg, kind, c, L, flags, buffers, before, after);
+    device.queue.submit([enc.finish()]);
+    for (const u of temps) this.release(u);
   }
 
   /** Runs `body` and releases every buffer it acquired through `use`, whatever happens. */
@@ -502,27 +529,10 @@ export class WebGPUKernels {
     }
   }
 
-  private newOutput(words: number, label: string): GPUBuffer {
-    const b = this.acquire(words * 4, IO, label);
+  private newOutput(words: number, label: string, exact = false): GPUBuffer {
+    const b = this.acquire(words * 4, IO, label, exact);
     if (this.poison) this.fill(b, words);
     return b;
-  }
-
-  private readState(raw: Float32Array, bh: number, m: number, dv: number, feature: FeatureMap | 'identity'): AttnState {
-    const sw = stateWords(m, dv);
-    const mdv = m * dv;
-    const S = new Float64Array(bh * mdv);
-    const z = new Float64Array(bh * m);
-    const offset = new Float64Array(bh);
-    for (let i = 0; i < bh; i++) {
-      const o = i * sw;
-      const lo = o + mdv + m + 1;
-      for (let e = 0; e < mdv; e++) S[i * mdv + e] = raw[o + e] + raw[lo + e];
-      for (let r = 0; r < m; r++) z[i * m + r] = raw[o + mdv + r] + raw[lo + mdv + r];
-      const off = raw[o + mdv + m];
-      offset[i] = feature === 'favor' && off <= NEG / 2 ? -Infinity : off;
-    }
-    return { S, z, offset };
   }
 
   // ---------------------------------------------------------------- causal forward
@@ -538,7 +548,7 @@ export class WebGPUKernels {
         await this.dispatch(fn, 'causal_forward', c, L, !!state, false, [W, q, k, v, out]);
         const raw = await this.download(W, bh * stateWords(m, dv), L.stateOutOff);
         this.stats = { ioBytes: 4 * bh * t * (2 * c.dims.d + 2 * dv), scratchBytes: L.words * 4 };
-        return { out, state: this.readState(raw, bh, m, dv, c.feature) };
+        return { out, state: fromGpuState(raw, c.dims, c.feature) };
       } catch (e) {
         this.release(out);
         throw e;
@@ -733,6 +743,171 @@ export class WebGPUKernels {
         this.stats = { ioBytes: 4 * n * (4 * d + 3 * dv), scratchBytes: L.words * 4 };
         return { dq: await this.download(outs[0], n * d), dk: await this.download(outs[1], n * d), dv: await this.download(outs[2], n * dv) };
       });
+    });
+  }
+
+  // ---------------------------------------------------------------- synchronous, GPU-resident
+
+  /**
+   * Builds the pipelines the synchronous calls use, so that their first call does not compile
+   * (and so that a shader that does not compile on this device is reported here, awaited).
+   */
+  async prepare(): Promise<void> {
+    const kinds: KernelName[] = ['causal_forward', 'causal_backward', 'bidirectional_forward', 'bidirectional_backward'];
+    await Promise.all(kinds.map((k) => this.programs.get(k, this.workgroupSize)));
+    if (this.poison) await this.programs.get('fill', 64);
+  }
+
+  /**
+   * Waits until the device has judged every synchronous call so far and throws the first GPU
+   * error one of them met (they are otherwise thrown by the next call).
+   */
+  flush(): Promise<void> {
+    return this.ctx.flush('flush');
+  }
+
+  /** Checks a synchronous call's arguments; `omega(W, L)` lists the copy of GPU-side random features into the work buffer. */
+  private syncInputs(fn: string, a: GpuSyncArgs): { c: Checked; q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; omega: (W: GPUBuffer, L: Layout) => Copy[] } {
+    if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected an arguments object`);
+    const c = this.common(fn, a as unknown as CausalArgs, undefined, true);
+    const { b, h, t, d, m, dv } = c.dims;
+    const q = this.checkGpuBuffer(fn, 'q', a.q, b * h * t * d * 4);
+    const k = this.checkGpuBuffer(fn, 'k', a.k, b * h * t * d * 4);
+    const v = this.checkGpuBuffer(fn, 'v', a.v, b * h * t * dv * 4);
+    const src = c.omegaBuf;
+    return { c, q, k, v, omega: (W, L) => (src ? [{ src, srcOffset: 0, dst: W, dstOffset: L.omegaOff * 4, size: h * m * d * 4 }] : []) };
+  }
+
+  private byteOffset(fn: string, name: string, x: unknown): number {
+    if (x === undefined) return 0;
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0 || x % 4 !== 0) throw new ArgError(`${fn}: ${name} must be a non-negative multiple of 4 (bytes), got ${String(x)}`);
+    return x;
+  }
+
+  /**
+   * Causal forward on GPUBuffers that encodes and submits without waiting (for graph builders
+   * such as TF.js ops, whose kernels must return synchronously). `state` (optional) and the
+   * returned state are in the GPU layout (`gpuStateWords`). With `pack`, the state is written
+   * into `out` after the `[b, h, t, dv]` output, at byte `stateOffset`; otherwise it is a
+   * buffer of its own. Returned buffers come from the pool: `release` them.
+   */
+  causalForwardSync(a: GpuSyncArgs & { state?: GPUBuffer; pack?: boolean }): { out: GPUBuffer; state: GPUBuffer; stateOffset: number } {
+    const fn = 'causalForwardSync';
+    return this.ctx.scopedSync(fn, () => {
+      const { c, q, k, v, omega } = this.syncInputs(fn, a);
+      const { b, h, t, m, dv } = c.dims;
+      const bh = b * h;
+      const sw = stateWords(m, dv);
+      const state = a.state === undefined ? undefined : this.checkGpuBuffer(fn, 'state', a.state, bh * sw * 4);
+      const L = this.layout('causal_forward', c, !!state, false);
+      const W = this.workBuffer(fn, L, c, c.dims);
+      const outWords = bh * t * dv;
+      const out = this.newOutput(outWords + (a.pack ? bh * sw : 0), `${fn} out`, true);
+      const st = a.pack ? out : this.newOutput(bh * sw, `${fn} state`, true);
+      const stateOffset = a.pack ? outWords * 4 : 0;
+      const before = omega(W, L);
+      if (state) before.push({ src: state, srcOffset: 0, dst: W, dstOffset: L.stateInOff * 4, size: bh * sw * 4 });
+      try {
+        this.dispatchSync(fn, 'causal_forward', c, L, { hasState: !!state, hasDState: false }, [W, q, k, v, out], before, [
+          { src: W, srcOffset: L.stateOutOff * 4, dst: st, dstOffset: stateOffset, size: bh * sw * 4 },
+        ]);
+      } catch (e) {
+        this.release(out);
+        if (st !== out) this.release(st);
+        throw e;
+      } finally {
+        this.release(W);
+      }
+      this.stats = { ioBytes: 4 * bh * t * (2 * c.dims.d + 2 * dv), scratchBytes: L.words * 4 };
+      return { out, state: st, stateOffset };
+    });
+  }
+
+  /**
+   * Gradients of `causalForwardSync`, encoded and submitted without waiting. `dState` (optional)
+   * is the upstream gradient of the output state in the GPU layout (only its S, z hi part is
+   * read), starting at byte `dStateOffset` of its buffer. Returns `dq, dk, dv` and `dStateIn`,
+   * the gradient of the input state in the GPU layout (S, z filled, the rest zero).
+   */
+  causalBackwardSync(
+    a: GpuSyncArgs & { dOut: GPUBuffer; stateIn?: GPUBuffer; dState?: GPUBuffer; dStateOffset?: number },
+  ): { dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer; dStateIn: GPUBuffer } {
+    const fn = 'causalBackwardSync';
+    return this.ctx.scopedSync(fn, () => {
+      const { c, q, k, v, omega } = this.syncInputs(fn, a);
+      const { b, h, t, d, m, dv } = c.dims;
+      const bh = b * h;
+      const sw = stateWords(m, dv);
+      const g = m * dv + m;
+      const dOut = this.checkGpuBuffer(fn, 'dOut', a.dOut, bh * t * dv * 4);
+      const stateIn = a.stateIn === undefined ? undefined : this.checkGpuBuffer(fn, 'stateIn', a.stateIn, bh * sw * 4);
+      const dOff = this.byteOffset(fn, 'dStateOffset', a.dStateOffset);
+      const dState = a.dState === undefined ? undefined : this.checkGpuBuffer(fn, 'dState', a.dState, dOff + bh * sw * 4);
+      const L = this.layout('causal_backward', c, !!stateIn, !!dState);
+      const W = this.workBuffer(fn, L, c, c.dims);
+      const before = omega(W, L);
+      if (stateIn) before.push({ src: stateIn, srcOffset: 0, dst: W, dstOffset: L.stateInOff * 4, size: bh * sw * 4 });
+      for (let i = 0; dState && i < bh; i++) before.push({ src: dState, srcOffset: dOff + i * sw * 4, dst: W, dstOffset: (L.dStateOff + i * g) * 4, size: g * 4 });
+      const outs = [this.newOutput(bh * t * d, `${fn} dq`, true), this.newOutput(bh * t * d, `${fn} dk`, true), this.newOutput(bh * t * dv, `${fn} dv`, true)];
+      const dStateIn = this.acquire(bh * sw * 4, IO, `${fn} dStateIn`, true);
+      const after: Array<Copy | { clear: GPUBuffer }> = [{ clear: dStateIn }];
+      for (let i = 0; i < bh; i++) after.push({ src: W, srcOffset: (L.stateOutOff + i * (g + 1)) * 4, dst: dStateIn, dstOffset: i * sw * 4, size: g * 4 });
+      try {
+        this.dispatchSync(fn, 'causal_backward', c, L, { hasState: !!stateIn, hasDState: !!dState }, [W, q, k, v, dOut, ...outs], before, after);
+      } catch (e) {
+        for (const o of [...outs, dStateIn]) this.release(o);
+        throw e;
+      } finally {
+        this.release(W);
+      }
+      this.stats = { ioBytes: 4 * bh * t * (4 * d + 3 * dv), scratchBytes: L.words * 4 };
+      return { dq: outs[0], dk: outs[1], dv: outs[2], dStateIn };
+    });
+  }
+
+  /** Bidirectional forward on GPUBuffers, encoded and submitted without waiting. */
+  bidirectionalForwardSync(a: GpuSyncArgs): { out: GPUBuffer } {
+    const fn = 'bidirectionalForwardSync';
+    return this.ctx.scopedSync(fn, () => {
+      const { c, q, k, v, omega } = this.syncInputs(fn, a);
+      const { b, h, t, dv } = c.dims;
+      const L = this.layout('bidirectional_forward', c, false, false);
+      const W = this.workBuffer(fn, L, c, c.dims);
+      const out = this.newOutput(b * h * t * dv, `${fn} out`, true);
+      try {
+        this.dispatchSync(fn, 'bidirectional_forward', c, L, { hasState: false, hasDState: false }, [W, q, k, v, out], omega(W, L), []);
+      } catch (e) {
+        this.release(out);
+        throw e;
+      } finally {
+        this.release(W);
+      }
+      this.stats = { ioBytes: 4 * b * h * t * (2 * c.dims.d + 2 * dv), scratchBytes: L.words * 4 };
+      return { out };
+    });
+  }
+
+  /** Gradients of `bidirectionalForwardSync`, encoded and submitted without waiting. */
+  bidirectionalBackwardSync(a: GpuSyncArgs & { dOut: GPUBuffer }): { dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer } {
+    const fn = 'bidirectionalBackwardSync';
+    return this.ctx.scopedSync(fn, () => {
+      const { c, q, k, v, omega } = this.syncInputs(fn, a);
+      const { b, h, t, d, dv } = c.dims;
+      const n = b * h * t;
+      const dOut = this.checkGpuBuffer(fn, 'dOut', a.dOut, n * dv * 4);
+      const L = this.layout('bidirectional_backward', c, false, false);
+      const W = this.workBuffer(fn, L, c, c.dims);
+      const outs = [this.newOutput(n * d, `${fn} dq`, true), this.newOutput(n * d, `${fn} dk`, true), this.newOutput(n * dv, `${fn} dv`, true)];
+      try {
+        this.dispatchSync(fn, 'bidirectional_backward', c, L, { hasState: false, hasDState: false }, [W, q, k, v, dOut, ...outs], omega(W, L), []);
+      } catch (e) {
+        for (const o of outs) this.release(o);
+        throw e;
+      } finally {
+        this.release(W);
+      }
+      this.stats = { ioBytes: 4 * n * (4 * d + 3 * dv), scratchBytes: L.words * 4 };
+      return { dq: outs[0], dk: outs[1], dv: outs[2] };
     });
   }
 

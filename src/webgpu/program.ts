@@ -22,6 +22,8 @@ export function grid(n: number, maxPerDim: number): [number, number] {
 
 export class ProgramCache {
   private cache = new Map<string, Promise<Program>>();
+  /** Programs whose pipeline exists (built by `get` or `getSync`). */
+  private ready = new Map<string, Program>();
 
   constructor(
     private readonly ctx: GpuContext,
@@ -44,10 +46,47 @@ export class ProgramCache {
     return p;
   }
 
+  /**
+   * The program without waiting: from the cache when built, else built now with the synchronous
+   * `createComputePipeline` (compilation errors then surface through the caller's error scope).
+   */
+  getSync(kernel: KernelName, workgroupSize: number): Program {
+    const shaderKey = `${kernel}/wg=${workgroupSize}`;
+    let p = this.ready.get(shaderKey);
+    if (!p) {
+      const device = this.ctx.device;
+      const module = device.createShaderModule({ code: kernelSource(this.files, kernel), label: shaderKey });
+      const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main', constants: this.constants(kernel, workgroupSize) }, label: shaderKey });
+      p = this.program(kernel, workgroupSize, shaderKey, pipeline);
+      this.ready.set(shaderKey, p);
+      if (!this.cache.has(shaderKey)) this.cache.set(shaderKey, Promise.resolve(p));
+    }
+    return p;
+  }
+
+  private constants(kernel: KernelName, workgroupSize: number): Record<string, number> | undefined {
+    return kernel === 'fill' ? undefined : { WG: workgroupSize };
+  }
+
+  private program(kernel: KernelName, workgroupSize: number, shaderKey: string, pipeline: GPUComputePipeline): Program {
+    const maxPerDim = this.ctx.device.limits.maxComputeWorkgroupsPerDimension;
+    return {
+      shaderKey,
+      kernel,
+      workgroupSize,
+      pipeline,
+      dispatch(pass, bindGroup, groups) {
+        const [x, y] = grid(groups, maxPerDim);
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, bindGroup);
+        pass.dispatchWorkgroups(x, y);
+      },
+    };
+  }
+
   private async build(kernel: KernelName, workgroupSize: number, shaderKey: string): Promise<Program> {
     const device = this.ctx.device;
     const code = kernelSource(this.files, kernel);
-    const maxPerDim = device.limits.maxComputeWorkgroupsPerDimension;
     return this.ctx.scoped(`shader ${shaderKey}`, async () => {
       const module = device.createShaderModule({ code, label: shaderKey });
       const info = await module.getCompilationInfo?.();
@@ -55,20 +94,10 @@ export class ProgramCache {
       if (errors.length) {
         throw new WebGPUError(`shader ${shaderKey} failed to compile: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
       }
-      const constants = kernel === 'fill' ? undefined : { WG: workgroupSize };
-      const pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main', constants }, label: shaderKey });
-      return {
-        shaderKey,
-        kernel,
-        workgroupSize,
-        pipeline,
-        dispatch(pass, bindGroup, groups) {
-          const [x, y] = grid(groups, maxPerDim);
-          pass.setPipeline(pipeline);
-          pass.setBindGroup(0, bindGroup);
-          pass.dispatchWorkgroups(x, y);
-        },
-      };
+      const pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main', constants: this.constants(kernel, workgroupSize) }, label: shaderKey });
+      const p = this.program(kernel, workgroupSize, shaderKey, pipeline);
+      this.ready.set(shaderKey, p);
+      return p;
     });
   }
 }

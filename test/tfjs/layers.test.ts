@@ -55,7 +55,7 @@ async function roundTrip(model: tf.LayersModel): Promise<tf.LayersModel> {
 let K: Kernels;
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  K = await initTfjs();
+  K = (await initTfjs()) as Kernels; // nothing set before: the wasm kernels
 });
 afterAll(() => {
   setKernels(undefined);
