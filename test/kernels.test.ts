@@ -40,6 +40,7 @@ interface Backend {
 const inBrowser = typeof window !== 'undefined';
 const gpu = await findAdapter().catch(() => null);
 const gpuName = inBrowser ? 'webgpu-browser' : 'webgpu-node';
+const NO_GPU = 'no WebGPU adapter (Node: npm "webgpu" with Mesa EGL and EGL_PLATFORM=surfaceless; browser: --enable-unsafe-webgpu)';
 const ALL_BACKENDS: Backend[] = [
   ...(inBrowser
     ? []
@@ -50,8 +51,16 @@ const ALL_BACKENDS: Backend[] = [
   {
     name: gpu ? `${gpuName} (${gpu.description})` : gpuName,
     kind: 'webgpu',
-    make: async () => (await initWebGPU({ adapter: gpu!.adapter, poison: true })) as unknown as Kernels,
-    skip: gpu ? undefined : 'no WebGPU adapter (Node: npm "webgpu" with Mesa EGL and EGL_PLATFORM=surfaceless; browser: --enable-unsafe-webgpu)',
+    make: async () => (await initWebGPU({ adapter: gpu!.adapter, poison: true, chunkParallel: false })) as unknown as Kernels,
+    skip: gpu ? undefined : NO_GPU,
+  },
+  {
+    // The chunk-parallel causal forward (the default on hardware adapters), 3 chunks per window
+    // so that the suite's shapes cross windows.
+    name: `${gpuName}-chunk-parallel`,
+    kind: 'webgpu',
+    make: async () => (await initWebGPU({ poison: true, chunkParallel: true, chunkWindow: 3 })) as unknown as Kernels, // its own adapter
+    skip: gpu ? undefined : NO_GPU,
   },
 ];
 const only = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.SLIM_TEST_BACKENDS?.split(',');

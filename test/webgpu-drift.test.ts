@@ -10,7 +10,7 @@ import { refCausalBackwardRecurrent, refCausalForwardRecurrent } from '../src/re
 import { findAdapter } from '../src/webgpu/device.ts';
 import { initWebGPU, type WebGPUKernels } from '../src/webgpu/kernels.ts';
 import { assertClose, errorStats } from './util/assert.ts';
-import { makeProblem, upstream } from './util/problems.ts';
+import { assertStateClose, makeProblem, upstream } from './util/problems.ts';
 
 const T = 65_536;
 const OUTLIERS = [40_000, 50_001, 60_000, 65_000];
@@ -20,10 +20,15 @@ const gpu = slow ? await findAdapter().catch(() => null) : null;
 
 describe.skipIf(!gpu)(`WebGPU drift at T = 65 536 with outlier keys (${gpu?.description ?? (slow ? 'skipped: no adapter' : 'skipped: about 50 s on llvmpipe; set SLIM_WEBGPU_SLOW=1 (npm run test:webgpu)')})`, () => {
   let K: WebGPUKernels;
+  let KP: WebGPUKernels;
   beforeAll(async () => {
-    K = await initWebGPU({ adapter: gpu!.adapter, poison: true });
+    K = await initWebGPU({ adapter: gpu!.adapter, poison: true, chunkParallel: false });
+    KP = await initWebGPU({ device: K.device, poison: true, chunkParallel: true, chunkWindow: 300 }); // an adapter gives one device
   });
-  afterAll(() => K?.dispose());
+  afterAll(() => {
+    KP?.dispose();
+    K?.dispose();
+  });
 
   for (const feature of ['relu', 'sqr', 'favor'] as FeatureMap[]) {
     it(`${feature}: gradients match the stored-state reference`, async () => {
@@ -38,16 +43,22 @@ describe.skipIf(!gpu)(`WebGPU drift at T = 65 536 with outlier keys (${gpu?.desc
       const t1 = performance.now();
       const g = await K.causalBackward({ ...p, stateOut: f.state, dOut, dState, chunk: 64 });
       const t2 = performance.now();
+      const fp = await KP.causalForward({ ...p, chunk: 64 }); // chunk-parallel, 4 windows
+      const t3 = performance.now();
+      expect(KP.lastSteps, 'the chunk-parallel forward ran 4 windows of 3 dispatches').toBe(12);
       const rel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
         const s = errorStats(a, b);
         return `${(s.maxAbs / s.refMaxAbs).toExponential(2)}`;
       };
       console.log(
-        `[webgpu drift ${feature}] forward ${(t1 - t0).toFixed(0)} ms, backward ${(t2 - t1).toFixed(0)} ms; max err / max |ref|: ` +
+        `[webgpu drift ${feature}] forward ${(t1 - t0).toFixed(0)} ms, backward ${(t2 - t1).toFixed(0)} ms, chunk-parallel forward ${(t3 - t2).toFixed(0)} ms; max err / max |ref|: ` +
+          `out (chunk-parallel) ${rel(ref.out, fp.out)}, ` +
           `out ${rel(ref.out, f.out)}, dq ${rel(rg.dq, g.dq)}, dk ${rel(rg.dk, g.dk)}, dv ${rel(rg.dv, g.dv)}, dS ${rel(rg.dState.S, g.dState.S)}; ` +
           `t < ${CLEAN}: dq ${rel(rg.dq.subarray(0, CLEAN * 16), g.dq.subarray(0, CLEAN * 16))}, dk ${rel(rg.dk.subarray(0, CLEAN * 16), g.dk.subarray(0, CLEAN * 16))}, dv ${rel(rg.dv.subarray(0, CLEAN * 8), g.dv.subarray(0, CLEAN * 8))}`,
       );
       assertClose('out', ref.out, f.out, 1e-5);
+      assertClose('out (chunk-parallel)', ref.out, fp.out, 1e-5);
+      assertStateClose('state (chunk-parallel)', ref.state, fp.state, dims, 1e-5);
       for (const key of ['dq', 'dk', 'dv'] as const) {
         expect(g[key].every(Number.isFinite), key).toBe(true);
         assertClose(key, rg[key], g[key], 1e-5);

@@ -116,21 +116,36 @@ describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped:
     await expect(initWebGPU({ workgroupSize: 100_000 })).rejects.toThrow(/workgroupSize must be an integer/);
   });
 
-  it('backward memory: O(√(T/C)) state checkpoints, forward memory independent of T', async () => {
+  it('backward memory: O(√(T/C)) state checkpoints; forward memory independent of T (per slice) or bounded by windowBytes (chunk-parallel)', async () => {
+    const windowBytes = 1 << 20;
+    const KS = await initWebGPU({ device: K.device, chunkParallel: false });
+    const KP = await initWebGPU({ device: K.device, chunkParallel: true, windowBytes });
     const scratch = async (t: number) => {
       const q = makeProblem('favor', { b: 1, h: 2, t, d: 8, m: 16, dv: 8 }, 95);
       const { dOut } = upstream(q.dims, 96);
-      const f = await K.causalForward({ ...q, chunk: 64 });
-      const fwd = K.lastCall().scratchBytes;
-      await K.causalBackward({ ...q, stateOut: f.state, dOut, chunk: 64 });
-      return { fwd, bwd: K.lastCall().scratchBytes };
+      const f = await KS.causalForward({ ...q, chunk: 64 });
+      const fwd = KS.lastCall().scratchBytes;
+      const fp = await KP.causalForward({ ...q, chunk: 64 });
+      assertClose('chunk-parallel out', f.out, fp.out, 1e-5);
+      const par = KP.lastCall().scratchBytes;
+      await KS.causalBackward({ ...q, stateOut: f.state, dOut, chunk: 64 });
+      return { fwd, par, windows: KP.lastSteps / 3, bwd: KS.lastCall().scratchBytes };
     };
     const short = await scratch(256);
     const long = await scratch(4096);
+    const longer = await scratch(16_384);
     expect(long.fwd).toBe(short.fwd);
+    expect(longer.fwd).toBe(short.fwd);
+    // chunk-parallel: grows with T until a window fills windowBytes (plus the states and ω), then stays
+    expect(short.windows).toBe(1);
+    expect(long.windows).toBeGreaterThan(1);
+    expect(longer.par).toBe(long.par);
+    expect(longer.par).toBeLessThanOrEqual(windowBytes + 64 * 1024);
     const stateBytes = 4 * (2 * (16 * 8 + 16) + 1);
     // chunks 4 → 64: groups of ⌈√n⌉ chunks, ⌈n/group⌉ checkpoints, per slice (2 slices)
     expect(long.bwd - short.bwd).toBeLessThanOrEqual(2 * stateBytes * (8 + 8 - (2 + 2)) + 2 * 256);
+    KP.dispose();
+    KS.dispose();
   });
 
   it('dispose destroys every buffer', async () => {

@@ -5,7 +5,12 @@
  * machine; see bench/gpu/README.md.
  *
  *   node bench/gpu/dist/bench.mjs [--bh=32 --t=65536 --d=64 --m=128 --dv=64 --chunk=64
- *        --feature=favor --reps=3 --wg=64 --backend=vulkan --out=DIR]
+ *        --feature=favor --reps=3 --wg=64,256 --schedules=chunk-parallel,per-slice
+ *        --budget-s=420 --backend=vulkan --out=DIR]
+ *
+ * Every (schedule, workgroup size) pair is one configuration (schedules: the causal forward's
+ * `chunkParallel` true / false; the backward is per slice in both); configurations stop being
+ * started once `--budget-s` seconds have passed, and the skipped ones are listed.
  *
  * Flop model (per token, "useful" work of the chunked algorithm): forward
  * 2·2·m·d (q, k projections) + 2·C·m (scores, avg C/2 causal… counted full) + 2·C·dv (A·V)
@@ -31,17 +36,20 @@ const m = num('m', 128);
 const dv = num('dv', 64);
 const chunk = num('chunk', 64);
 const reps = num('reps', 3);
-const wg = args.wg ? Number(args.wg) : undefined;
+const wgs = (args.wg ?? '64,256').split(',').map(Number);
+const schedules = (args.schedules ?? 'chunk-parallel,per-slice').split(',');
+const budgetMs = num('budget-s', 420) * 1000;
 const feature = (args.feature ?? 'favor') as FeatureMap;
 const backend = args.backend ?? process.env.SLIM_WEBGPU_BACKEND ?? 'vulkan';
 const outDir = args.out ?? process.env.OUT;
 
 async function main() {
   const t0 = performance.now();
-  const K: WebGPUKernels = await initWebGPU({ nodeBackends: backend.split(','), powerPreference: 'high-performance', workgroupSize: wg });
-  const dev = K.device;
-  const info = { adapter: K.description, workgroupSize: K.workgroupSize, limits: { maxStorageBufferBindingSize: dev.limits.maxStorageBufferBindingSize, maxBufferSize: dev.limits.maxBufferSize, maxComputeInvocationsPerWorkgroup: dev.limits.maxComputeInvocationsPerWorkgroup } };
-  console.log(`adapter: ${info.adapter}; workgroup ${K.workgroupSize}; init ${(performance.now() - t0).toFixed(0)} ms`);
+  const K0: WebGPUKernels = await initWebGPU({ nodeBackends: backend.split(','), powerPreference: 'high-performance' });
+  const dev = K0.device;
+  const maxWg = dev.limits.maxComputeInvocationsPerWorkgroup;
+  const info = { adapter: K0.description, limits: { maxStorageBufferBindingSize: dev.limits.maxStorageBufferBindingSize, maxBufferSize: dev.limits.maxBufferSize, maxComputeInvocationsPerWorkgroup: maxWg } };
+  console.log(`adapter: ${info.adapter}; init ${(performance.now() - t0).toFixed(0)} ms`);
   const dims = { b: 1, h: bh, t, d, m, dv };
   const omega = feature === 'favor' || m !== d ? randomProjection({ h: bh, m, d, seed: 7 }) : undefined;
   // Inputs are generated on the GPU side by a host fill, in slices (bounded host memory).
@@ -82,45 +90,57 @@ async function main() {
     st.destroy();
     return a.every(Number.isFinite);
   };
-  for (const what of ['forward', 'forward+backward'] as const) {
-    const times: number[] = [];
-    let ok = true;
-    let error: string | undefined;
-    for (let r = 0; r <= reps; r++) {
-      try {
-        const s = performance.now();
-        const f = await K.causalForwardGPU({ q, k, v, dims, feature, omega, chunk });
-        let grads: { dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer } | undefined;
-        if (what === 'forward+backward') grads = await K.causalBackwardGPU({ q, k, v, dOut: g, dims, feature, omega, chunk, stateOut: f.state });
-        const ms = performance.now() - s;
-        if (r > 0) times.push(ms);
-        if (r === reps) ok = (await finite(f.out, nv)) && (!grads || (await finite(grads.dq, nq)));
-        K.release(f.out);
-        if (grads) for (const b of [grads.dq, grads.dk, grads.dv]) K.release(b);
-      } catch (e) {
-        ok = false;
-        error = (e as Error).message;
-        break;
+  const skipped: string[] = [];
+  for (const schedule of schedules) {
+    for (const wg of wgs.filter((w) => w <= maxWg)) {
+      if (performance.now() - t0 > budgetMs) {
+        skipped.push(`${schedule}/wg=${wg}`);
+        continue;
       }
+      const K = await initWebGPU({ device: dev, workgroupSize: wg, chunkParallel: schedule === 'chunk-parallel' });
+      for (const what of ['forward', 'forward+backward'] as const) {
+        const times: number[] = [];
+        let ok = true;
+        let error: string | undefined;
+        for (let r = 0; r <= reps; r++) {
+          try {
+            const s = performance.now();
+            const f = await K.causalForwardGPU({ q, k, v, dims, feature, omega, chunk });
+            let grads: { dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer } | undefined;
+            if (what === 'forward+backward') grads = await K.causalBackwardGPU({ q, k, v, dOut: g, dims, feature, omega, chunk, stateOut: f.state });
+            const ms = performance.now() - s;
+            if (r > 0) times.push(ms);
+            if (r === reps) ok = (await finite(f.out, nv)) && (!grads || (await finite(grads.dq, nq)));
+            K.release(f.out);
+            if (grads) for (const b of [grads.dq, grads.dk, grads.dv]) K.release(b);
+          } catch (e) {
+            ok = false;
+            error = (e as Error).message;
+            break;
+          }
+        }
+        const best = times.length ? Math.min(...times) : NaN;
+        const flops = what === 'forward' ? fwdFlops : 3 * fwdFlops;
+        const bytes = what === 'forward' ? fwdBytes : fwdBytes + bwdBytes;
+        rows.push({ schedule, wg: K.workgroupSize, what, ok, error, bestMs: best, medianMs: times.sort((a, b) => a - b)[times.length >> 1], gflops: flops / best / 1e6, gbps: bytes / best / 1e6, dispatches: K.lastSteps });
+      }
+      K.dispose();
     }
-    const best = times.length ? Math.min(...times) : NaN;
-    const flops = what === 'forward' ? fwdFlops : 3 * fwdFlops;
-    const bytes = what === 'forward' ? fwdBytes : fwdBytes + bwdBytes;
-    rows.push({ what, ok, error, bestMs: best, medianMs: times.sort((a, b) => a - b)[times.length >> 1], gflops: flops / best / 1e6, gbps: bytes / best / 1e6, dispatches: K.lastSteps });
   }
   for (const b of [q, k, v, g]) b.destroy();
-  K.dispose();
-  const result = { date: new Date().toISOString(), info, dims: { bh, t, d, m, dv, chunk, feature }, flopModel: `forward ${perTok} flop/token; forward+backward = 3x`, rows };
+  K0.dispose();
+  const result = { date: new Date().toISOString(), info, dims: { bh, t, d, m, dv, chunk, feature }, flopModel: `forward ${perTok} flop/token; forward+backward = 3x`, rows, skipped };
   if (outDir) {
     const fs = await import('node:fs');
     fs.mkdirSync(outDir, { recursive: true });
     fs.writeFileSync(`${outDir}/webgpu-bench.json`, JSON.stringify(result, null, 2));
   }
   console.log(`\nB·H=${bh} T=${t} d=${d} M=${m} D=${dv} C=${chunk} ${feature}`);
-  console.log('what               ok     best ms    GFLOP/s     GB/s  dispatches');
+  console.log('schedule        wg   what               ok     best ms    GFLOP/s     GB/s  dispatches');
   for (const r of rows) {
-    console.log(`${String(r.what).padEnd(18)} ${String(r.ok).padEnd(5)} ${Number(r.bestMs).toFixed(1).padStart(10)} ${Number(r.gflops).toPrecision(4).padStart(10)} ${Number(r.gbps).toPrecision(4).padStart(8)}  ${r.dispatches}${r.error ? `  ERROR ${r.error}` : ''}`);
+    console.log(`${String(r.schedule).padEnd(15)} ${String(r.wg).padStart(3)}  ${String(r.what).padEnd(18)} ${String(r.ok).padEnd(5)} ${Number(r.bestMs).toFixed(1).padStart(10)} ${Number(r.gflops).toPrecision(4).padStart(10)} ${Number(r.gbps).toPrecision(4).padStart(8)}  ${r.dispatches}${r.error ? `  ERROR ${r.error}` : ''}`);
   }
+  if (skipped.length) console.log(`skipped (over --budget-s): ${skipped.join(', ')}`);
   if (rows.some((r) => !r.ok)) process.exitCode = 1;
 }
 

@@ -32,12 +32,16 @@ export interface AdapterChoice {
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof (globalThis as { window?: unknown }).window === 'undefined';
 
-function describeAdapter(a: GPUAdapter, prefix: string): AdapterChoice {
-  const info = (a as { info?: GPUAdapterInfo }).info;
+/** What an adapter (or a device's adapter) is, and whether it is a software rasteriser. */
+function describeInfo(info: GPUAdapterInfo | undefined): { text: string; software: boolean } {
   const parts = [info?.vendor, info?.architecture, info?.device, info?.description].filter((x) => x);
   const text = parts.join(' ') || 'unknown adapter';
   const fallback = (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter === true;
-  const software = fallback || /llvmpipe|swiftshader|lavapipe|softpipe|warp|microsoft basic/i.test(text);
+  return { text, software: fallback || /llvmpipe|swiftshader|lavapipe|softpipe|warp|microsoft basic/i.test(text) };
+}
+
+function describeAdapter(a: GPUAdapter, prefix: string): AdapterChoice {
+  const { text, software } = describeInfo((a as { info?: GPUAdapterInfo }).info);
   return { adapter: a, description: `${prefix}${text}`, software };
 }
 
@@ -111,7 +115,11 @@ export class GpuContext {
   }
 
   static async create(opts: AcquireOptions = {}): Promise<GpuContext> {
-    if (opts.device) return new GpuContext(opts.device, 'caller-supplied GPUDevice', false, false);
+    if (opts.device) {
+      // GPUDevice.adapterInfo says what runs it (software adapters get short dispatches: see kernels.ts).
+      const { text, software } = describeInfo((opts.device as { adapterInfo?: GPUAdapterInfo }).adapterInfo);
+      return new GpuContext(opts.device, `caller-supplied GPUDevice: ${text}`, software, false);
+    }
     const choice = await findAdapter(opts);
     if (!choice) throw new WebGPUError('slim-performer/webgpu: no WebGPU adapter (navigator.gpu missing or it offered none; in Node install the npm package "webgpu")');
     const { adapter } = choice;

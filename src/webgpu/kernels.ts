@@ -35,6 +35,17 @@ export interface WebGPUOptions extends AcquireOptions {
   compensate?: boolean;
   /** Bytes of released buffers kept for reuse (default 256 MiB). */
   poolBytes?: number;
+  /**
+   * Causal forward with one workgroup per (slice, chunk) — three dispatches per window of
+   * chunks (shaders/causal_forward_parallel.wgsl) — instead of one per slice running its chunks
+   * in order. Default true: B·H workgroups alone leave a GPU idle, and even on Mesa llvmpipe
+   * (2 cores) it ran 1.2–2.5× faster (test/webgpu-drift.test.ts prints both).
+   */
+  chunkParallel?: boolean;
+  /** Chunks per window of the chunk-parallel forward (default: what `windowBytes` allows). */
+  chunkWindow?: number;
+  /** Work-buffer bytes a chunk-parallel window may use (default 256 MiB; 16 MiB on software adapters). */
+  windowBytes?: number;
 }
 
 /** Memory of the most recent call, as for the wasm backend (bytes of GPU buffers). */
@@ -46,6 +57,9 @@ export interface GpuCallStats {
 }
 
 interface Layout {
+  /** Chunk states of the chunk-parallel forward, and chunks per window. */
+  csOff: number;
+  window: number;
   omegaOff: number;
   stateInOff: number;
   dStateOff: number;
@@ -105,7 +119,7 @@ function gradWords(c: number, m: number, dv: number): number {
 const align = (x: number, a = 64) => Math.ceil(x / a) * a;
 
 /** Bytes of the kernels' uniform `Params` (shaders/common.wgsl). */
-const PARAM_BYTES = 112;
+const PARAM_BYTES = 128;
 /** Estimated loop iterations per invocation per dispatch: software adapters (llvmpipe's 65 535 with margin), GPUs. */
 const SOFTWARE_LOOP_BUDGET = 40_000;
 const GPU_LOOP_BUDGET = 4_000_000;
@@ -116,6 +130,8 @@ interface Step {
   cBegin: number;
   cEnd: number;
   g: number;
+  /** Workgroups (default b·h: one per slice). */
+  groups?: number;
 }
 
 export class WebGPUKernels {
@@ -132,6 +148,9 @@ export class WebGPUKernels {
   private readonly poison: boolean;
   private readonly compensate: boolean;
   private readonly poolLimit: number;
+  private readonly chunkParallel: boolean;
+  private readonly chunkWindow: number | undefined;
+  private readonly windowBytes: number;
 
   private constructor(
     readonly ctx: GpuContext,
@@ -146,6 +165,17 @@ export class WebGPUKernels {
     this.poison = opts.poison ?? false;
     this.compensate = opts.compensate ?? true;
     this.poolLimit = opts.poolBytes ?? 256 << 20;
+    this.chunkParallel = opts.chunkParallel ?? true;
+    if (opts.chunkWindow !== undefined && (!Number.isSafeInteger(opts.chunkWindow) || opts.chunkWindow < 1)) {
+      throw new ArgError(`WebGPUKernels: chunkWindow must be a positive integer, got ${opts.chunkWindow}`);
+    }
+    this.chunkWindow = opts.chunkWindow;
+    this.windowBytes = opts.windowBytes ?? (ctx.software ? 16 << 20 : 256 << 20);
+  }
+
+  /** The kernel that runs the causal forward (see `chunkParallel`). */
+  private forwardKind(): KernelName {
+    return this.chunkParallel ? 'causal_forward_parallel' : 'causal_forward';
   }
 
   /** Acquires a device (or wraps `opts.device`), loads the shaders and builds nothing yet. */
@@ -323,6 +353,13 @@ export class WebGPUKernels {
     if (kind === 'causal_backward') sliceWords += gradWords(C, m, dv) + (1 + group + nGroups) * sw;
     if (kind === 'bidirectional_forward') sliceWords += sw;
     if (kind === 'bidirectional_backward') sliceWords += sw + gradWords(C, m, dv);
+    // Chunk-parallel forward: a window of chunks has bh·window scratch regions and chunk states.
+    const csw = m * dv + m + 2;
+    let window = 1;
+    if (kind === 'causal_forward_parallel') {
+      const fit = Math.floor(this.windowBytes / (4 * bh * (sliceWords + csw)));
+      window = Math.max(1, Math.min(nC, this.chunkWindow ?? fit, this.ctx.software ? 1000 : nC));
+    }
     let o = 0;
     const omegaOff = o;
     o = align(o + (c.omega || c.omegaBuf ? h * m * d : 0));
@@ -331,11 +368,13 @@ export class WebGPUKernels {
     const dStateOff = o;
     o = align(o + (hasDState ? bh * (m * dv + m) : 0));
     const stateOutOff = o;
-    if (kind === 'causal_forward') o = align(o + bh * sw);
+    if (kind === 'causal_forward' || kind === 'causal_forward_parallel') o = align(o + bh * sw);
     if (kind === 'causal_backward') o = align(o + bh * (m * dv + m + 1));
+    const csOff = o;
+    if (kind === 'causal_forward_parallel') o = align(o + bh * window * csw + bh);
     const scratchOff = o;
-    o += bh * sliceWords;
-    return { omegaOff, stateInOff, dStateOff, stateOutOff, scratchOff, sliceWords, words: Math.max(o, 4), group, nGroups };
+    o += bh * window * sliceWords;
+    return { csOff, window, omegaOff, stateInOff, dStateOff, stateOutOff, scratchOff, sliceWords, words: Math.max(o, 4), group, nGroups };
   }
 
   /** Writes the small inputs (omega, states) into a new work buffer. */
@@ -376,6 +415,7 @@ export class WebGPUKernels {
     f[19] = c.feature === 'favor' ? Math.pow(d, -0.25) : 1;
     u.set([L.nGroups, wgPerRow, this.compensate ? 1 : 0, step.phase], 20);
     u.set([step.cBegin, step.cEnd, step.g, Math.ceil(t / c.chunk)], 24);
+    u.set([L.csOff, L.window, 0, 0], 28);
   }
 
   /**
@@ -391,7 +431,7 @@ export class WebGPUKernels {
     const proj = 2 * (u(C) * d + u(C * m) * (d + 1));
     const feat = 2 * (u(C) * 2 * m + u(C * m)) + C;
     const fwd = proj + feat + u(C * C) * m + (u(C) + u(C * dv)) * (m + C + 2) + u(m * dv + m) * (C + 1) + u(C * dv) + 40;
-    if (kind === 'causal_forward' || kind === 'bidirectional_forward') return fwd;
+    if (kind === 'causal_forward' || kind === 'causal_forward_parallel' || kind === 'bidirectional_forward') return fwd;
     const grads = u(C) * dv + u(C * dv) + u(C * C) * dv + 2 * u(C * m) * (dv + C) + u(C * dv) * (m + C) + u(m * dv + m) * C + 2 * (u(C * m) + u(C * d) * 2 * m);
     return fwd + grads + 2 * u(stateWords(m, dv)) + 40;
   }
@@ -411,7 +451,14 @@ export class WebGPUKernels {
       for (let x = a; x < b; x += per) steps.push({ phase, cBegin: x, cEnd: Math.min(b, x + per), g });
     };
     if (kind === 'causal_forward') segs(0, 0, nC);
-    else if (kind === 'causal_backward') {
+    else if (kind === 'causal_forward_parallel') {
+      const bh = c.dims.b * c.dims.h;
+      const blocks = Math.ceil((c.dims.m * c.dims.dv + c.dims.m) / this.workgroupSize);
+      for (let w0 = 0; w0 < nC; w0 += L.window) {
+        const w1 = Math.min(nC, w0 + L.window);
+        for (const phase of [0, 1, 2]) steps.push({ phase, cBegin: w0, cEnd: w1, g: 0, groups: bh * (phase === 1 ? blocks : w1 - w0) });
+      }
+    } else if (kind === 'causal_backward') {
       segs(1, 0, nC);
       for (let g = L.nGroups - 1; g >= 0; g--) {
         const c0 = g * L.group;
@@ -449,11 +496,11 @@ export class WebGPUKernels {
   ): GPUBuffer[] {
     const device = this.ctx.device;
     const bh = c.dims.b * c.dims.h;
-    const wgPerRow = Math.min(bh, device.limits.maxComputeWorkgroupsPerDimension);
+    const maxPerDim = device.limits.maxComputeWorkgroupsPerDimension;
     const steps = this.plan(kind, c, L, fn);
     const stride = align(PARAM_BYTES, device.limits.minUniformBufferOffsetAlignment);
     const data = new ArrayBuffer(stride * steps.length);
-    steps.forEach((step, i) => this.params(c, L, flags.hasState, flags.hasDState, wgPerRow, step, data, i * stride));
+    steps.forEach((step, i) => this.params(c, L, flags.hasState, flags.hasDState, Math.min(step.groups ?? bh, maxPerDim), step, data, i * stride));
     const uniform = this.acquire(data.byteLength, UNIFORM | COPY_DST, 'params');
     const temps = [uniform];
     this.lastSteps = steps.length;
@@ -470,10 +517,10 @@ export class WebGPUKernels {
     for (const x of before) enc.copyBufferToBuffer(x.src, x.srcOffset, x.dst, x.dstOffset, x.size);
     const layout = prog.pipeline.getBindGroupLayout(0);
     const pass = enc.beginComputePass({ label: fn });
-    steps.forEach((_, i) => {
+    steps.forEach((step, i) => {
       const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform, offset: i * stride, size: PARAM_BYTES } }];
       buffers.forEach((buffer, j) => entries.push({ binding: j + 1, resource: { buffer } }));
-      prog.dispatch(pass, device.createBindGroup({ layout, entries, label: fn }), bh);
+      prog.dispatch(pass, device.createBindGroup({ layout, entries, label: fn }), step.groups ?? bh);
     });
     pass.end();
     for (const x of after) {
@@ -540,12 +587,13 @@ export class WebGPUKernels {
   private async forwardGpu(fn: string, c: Checked, q: GPUBuffer, k: GPUBuffer, v: GPUBuffer, state: AttnState | undefined): Promise<{ out: GPUBuffer; state: AttnState }> {
     const { b, h, t, m, dv } = c.dims;
     const bh = b * h;
-    const L = this.layout('causal_forward', c, !!state, false);
+    const kind = this.forwardKind();
+    const L = this.layout(kind, c, !!state, false);
     return this.run(fn, async (use) => {
       const W = use(this.workBuffer(fn, L, c, c.dims, state));
       const out = this.newOutput(bh * t * dv, `${fn} out`);
       try {
-        await this.dispatch(fn, 'causal_forward', c, L, !!state, false, [W, q, k, v, out]);
+        await this.dispatch(fn, kind, c, L, !!state, false, [W, q, k, v, out]);
         const raw = await this.download(W, bh * stateWords(m, dv), L.stateOutOff);
         this.stats = { ioBytes: 4 * bh * t * (2 * c.dims.d + 2 * dv), scratchBytes: L.words * 4 };
         return { out, state: fromGpuState(raw, c.dims, c.feature) };
@@ -753,7 +801,7 @@ export class WebGPUKernels {
    * (and so that a shader that does not compile on this device is reported here, awaited).
    */
   async prepare(): Promise<void> {
-    const kinds: KernelName[] = ['causal_forward', 'causal_backward', 'bidirectional_forward', 'bidirectional_backward'];
+    const kinds: KernelName[] = [this.forwardKind(), 'causal_backward', 'bidirectional_forward', 'bidirectional_backward'];
     await Promise.all(kinds.map((k) => this.programs.get(k, this.workgroupSize)));
     if (this.poison) await this.programs.get('fill', 64);
   }
@@ -799,7 +847,8 @@ export class WebGPUKernels {
       const bh = b * h;
       const sw = stateWords(m, dv);
       const state = a.state === undefined ? undefined : this.checkGpuBuffer(fn, 'state', a.state, bh * sw * 4);
-      const L = this.layout('causal_forward', c, !!state, false);
+      const kind = this.forwardKind();
+      const L = this.layout(kind, c, !!state, false);
       const W = this.workBuffer(fn, L, c, c.dims);
       const outWords = bh * t * dv;
       const out = this.newOutput(outWords + (a.pack ? bh * sw : 0), `${fn} out`, true);
@@ -808,7 +857,7 @@ export class WebGPUKernels {
       const before = omega(W, L);
       if (state) before.push({ src: state, srcOffset: 0, dst: W, dstOffset: L.stateInOff * 4, size: bh * sw * 4 });
       try {
-        this.dispatchSync(fn, 'causal_forward', c, L, { hasState: !!state, hasDState: false }, [W, q, k, v, out], before, [
+        this.dispatchSync(fn, kind, c, L, { hasState: !!state, hasDState: false }, [W, q, k, v, out], before, [
           { src: W, srcOffset: L.stateOutOff * 4, dst: st, dstOffset: stateOffset, size: bh * sw * 4 },
         ]);
       } catch (e) {

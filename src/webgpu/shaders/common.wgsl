@@ -16,6 +16,7 @@ struct Params {
   scratchOff: u32, sliceWords: u32, eps: f32, dscale: f32,   // dscale: d^(-1/4) for favor, else 1
   nGroups: u32, wgPerRow: u32, compensate: u32, phase: u32,
   cBegin: u32, cEnd: u32, gIndex: u32, nChunks: u32,        // this dispatch: chunks [cBegin, cEnd) of phase
+  csOff: u32, window: u32, pad1: u32, pad2: u32,             // chunk states and chunks per window (causal_forward_parallel)
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -56,14 +57,23 @@ fn md() -> u32 { return P.m * P.dv; }
 /** Words of one state: S [m, dv], z [m], offset, and (compensated sums) S_lo, z_lo. */
 fn stateWords() -> u32 { return 2u * (P.m * P.dv + P.m) + 1u; }
 
-/** Chunk scratch shared by all kernels; returns the first free word. */
+/** The workgroup's index in a dispatch of a (wgPerRow × ·) grid. */
+fn groupIndex(ids: vec3<u32>) -> u32 { return ids.x + ids.y * P.wgPerRow; }
+
+/** Chunk scratch shared by all kernels, one region per workgroup = slice; returns the first free word. */
 fn setup(ids: vec3<u32>, local: u32) -> u32 {
+  let g = groupIndex(ids);
+  return setupSlot(g, g, local);
+}
+
+/** As `setup` for a workgroup working on `slice` with scratch region `slot`. */
+fn setupSlot(slice: u32, slot: u32, local: u32) -> u32 {
   lid = local;
-  wid = ids.x + ids.y * P.wgPerRow;
+  wid = slice;
   head = wid % P.h;
   let c = P.chunk;
   let cm = c * P.m;
-  var o = P.scratchOff + wid * P.sliceWords;
+  var o = P.scratchOff + slot * P.sliceWords;
   oUq = o; o += cm;
   oPq = o; o += cm;
   oUk = o; o += cm;
@@ -261,6 +271,27 @@ fn twoSum(hi: f32, lo: f32, y: f32) -> vec2<f32> {
 }
 
 /**
+ * Element `e` of the chunk's state increment (S then z, in the frame of the chunk's last offset):
+ * Σ_j w_j φk_j[r] v_j[c] for e = r·dv + c < m·dv, Σ_j w_j φk_j[r] for e = m·dv + r.
+ */
+fn increment(e: u32, t0: u32, n: u32) -> f32 {
+  let m = P.m;
+  let dv = P.dv;
+  let mdv = m * dv;
+  var inc = 0.0;
+  if (e < mdv) {
+    let r = e / dv;
+    let c = e % dv;
+    let vb = (wid * P.t + t0) * dv;
+    for (var j = 0u; j < n; j++) { inc += W[oWt + j] * W[oPk + j * m + r] * V[vb + j * dv + c]; }
+  } else {
+    let r = e - mdv;
+    for (var j = 0u; j < n; j++) { inc += W[oWt + j] * W[oPk + j * m + r]; }
+  }
+  return inc;
+}
+
+/**
  * State at `oS` moves to the chunk's last offset and takes the chunk's increment:
  * S ← exp(off − m_end) S + Σ_j w_j φk_j v_jᵀ, z likewise, off ← m_end.
  */
@@ -272,17 +303,8 @@ fn advance(t0: u32, n: u32, oS: u32) {
   let oLo = oOff + 1u;
   let mEnd = W[oMisc];
   let rs = frame(W[oOff], mEnd);
-  let vb = (wid * P.t + t0) * dv;
   for (var e = lid; e < mdv + m; e += WG) {
-    var inc = 0.0;
-    if (e < mdv) {
-      let r = e / dv;
-      let c = e % dv;
-      for (var j = 0u; j < n; j++) { inc += W[oWt + j] * W[oPk + j * m + r] * V[vb + j * dv + c]; }
-    } else {
-      let r = e - mdv;
-      for (var j = 0u; j < n; j++) { inc += W[oWt + j] * W[oPk + j * m + r]; }
-    }
+    let inc = increment(e, t0, n);
     if (P.compensate != 0u) {
       let p = twoSum(rs * W[oS + e], rs * W[oLo + e], inc);
       W[oS + e] = p.x;
