@@ -46,26 +46,31 @@ describe.skipIf(!gpu)(`WebGPU drift at T = 65 536 with outlier keys (${gpu?.desc
       const fp = await KP.causalForward({ ...p, chunk: 64 }); // chunk-parallel, 4 windows
       const t3 = performance.now();
       expect(KP.lastSteps, 'the chunk-parallel forward ran 4 windows of 3 dispatches').toBe(12);
+      const gp = await KP.causalBackward({ ...p, stateOut: fp.state, dOut, dState, chunk: 64 });
+      const t4 = performance.now();
+      expect(KP.lastSteps, 'the chunk-parallel backward ran 4 windows forward (3 dispatches) and back (5)').toBe(32);
       const rel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
         const s = errorStats(a, b);
         return `${(s.maxAbs / s.refMaxAbs).toExponential(2)}`;
       };
       console.log(
-        `[webgpu drift ${feature}] forward ${(t1 - t0).toFixed(0)} ms, backward ${(t2 - t1).toFixed(0)} ms, chunk-parallel forward ${(t3 - t2).toFixed(0)} ms; max err / max |ref|: ` +
-          `out (chunk-parallel) ${rel(ref.out, fp.out)}, ` +
+        `[webgpu drift ${feature}] per slice: forward ${(t1 - t0).toFixed(0)} ms, backward ${(t2 - t1).toFixed(0)} ms; chunk-parallel: forward ${(t3 - t2).toFixed(0)} ms, backward ${(t4 - t3).toFixed(0)} ms; max err / max |ref|: ` +
+          `chunk-parallel out ${rel(ref.out, fp.out)}, dq ${rel(rg.dq, gp.dq)}, dk ${rel(rg.dk, gp.dk)}, dv ${rel(rg.dv, gp.dv)}; per slice ` +
           `out ${rel(ref.out, f.out)}, dq ${rel(rg.dq, g.dq)}, dk ${rel(rg.dk, g.dk)}, dv ${rel(rg.dv, g.dv)}, dS ${rel(rg.dState.S, g.dState.S)}; ` +
           `t < ${CLEAN}: dq ${rel(rg.dq.subarray(0, CLEAN * 16), g.dq.subarray(0, CLEAN * 16))}, dk ${rel(rg.dk.subarray(0, CLEAN * 16), g.dk.subarray(0, CLEAN * 16))}, dv ${rel(rg.dv.subarray(0, CLEAN * 8), g.dv.subarray(0, CLEAN * 8))}`,
       );
       assertClose('out', ref.out, f.out, 1e-5);
       assertClose('out (chunk-parallel)', ref.out, fp.out, 1e-5);
       assertStateClose('state (chunk-parallel)', ref.state, fp.state, dims, 1e-5);
-      for (const key of ['dq', 'dk', 'dv'] as const) {
-        expect(g[key].every(Number.isFinite), key).toBe(true);
-        assertClose(key, rg[key], g[key], 1e-5);
-        const w = key === 'dv' ? dims.dv : dims.d;
-        assertClose(`${key}[t < ${CLEAN}]`, rg[key].subarray(0, CLEAN * w), g[key].subarray(0, CLEAN * w), 1e-4);
+      for (const [name, got] of [['per slice', g], ['chunk-parallel', gp]] as const) {
+        for (const key of ['dq', 'dk', 'dv'] as const) {
+          expect(got[key].every(Number.isFinite), `${name} ${key}`).toBe(true);
+          assertClose(`${name} ${key}`, rg[key], got[key], 1e-5);
+          const w = key === 'dv' ? dims.dv : dims.d;
+          assertClose(`${name} ${key}[t < ${CLEAN}]`, rg[key].subarray(0, CLEAN * w), got[key].subarray(0, CLEAN * w), 1e-4);
+        }
+        assertClose(`${name} dState.S`, rg.dState.S, got.dState.S, 1e-5);
       }
-      assertClose('dState.S', rg.dState.S, g.dState.S, 1e-5);
     });
   }
 });

@@ -116,7 +116,7 @@ describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped:
     await expect(initWebGPU({ workgroupSize: 100_000 })).rejects.toThrow(/workgroupSize must be an integer/);
   });
 
-  it('backward memory: O(√(T/C)) state checkpoints; forward memory independent of T (per slice) or bounded by windowBytes (chunk-parallel)', async () => {
+  it('memory: per slice, forward independent of T and backward O(√(T/C)) checkpoints; chunk-parallel, bounded by windowBytes plus a checkpoint per window', async () => {
     const windowBytes = 1 << 20;
     const KS = await initWebGPU({ device: K.device, chunkParallel: false });
     const KP = await initWebGPU({ device: K.device, chunkParallel: true, windowBytes });
@@ -128,8 +128,11 @@ describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped:
       const fp = await KP.causalForward({ ...q, chunk: 64 });
       assertClose('chunk-parallel out', f.out, fp.out, 1e-5);
       const par = KP.lastCall().scratchBytes;
-      await KS.causalBackward({ ...q, stateOut: f.state, dOut, chunk: 64 });
-      return { fwd, par, windows: KP.lastSteps / 3, bwd: KS.lastCall().scratchBytes };
+      const g = await KS.causalBackward({ ...q, stateOut: f.state, dOut, chunk: 64 });
+      const bwd = KS.lastCall().scratchBytes;
+      const gp = await KP.causalBackward({ ...q, stateOut: fp.state, dOut, chunk: 64 });
+      assertClose('chunk-parallel dk', g.dk, gp.dk, 1e-5);
+      return { fwd, par, windows: KP.lastSteps / 8, bwd, parBwd: KP.lastCall().scratchBytes };
     };
     const short = await scratch(256);
     const long = await scratch(4096);
@@ -142,6 +145,9 @@ describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped:
     expect(longer.par).toBe(long.par);
     expect(longer.par).toBeLessThanOrEqual(windowBytes + 64 * 1024);
     const stateBytes = 4 * (2 * (16 * 8 + 16) + 1);
+    // chunk-parallel backward: the same windows, plus one checkpoint state per window and slice
+    expect(longer.parBwd - long.parBwd).toBeLessThanOrEqual(2 * stateBytes * (longer.windows - long.windows) + 256);
+    expect(longer.parBwd).toBeLessThanOrEqual(windowBytes + 2 * stateBytes * longer.windows + 64 * 1024);
     // chunks 4 → 64: groups of ⌈√n⌉ chunks, ⌈n/group⌉ checkpoints, per slice (2 slices)
     expect(long.bwd - short.bwd).toBeLessThanOrEqual(2 * stateBytes * (8 + 8 - (2 + 2)) + 2 * 256);
     KP.dispose();

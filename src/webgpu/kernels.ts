@@ -36,13 +36,13 @@ export interface WebGPUOptions extends AcquireOptions {
   /** Bytes of released buffers kept for reuse (default 256 MiB). */
   poolBytes?: number;
   /**
-   * Causal forward with one workgroup per (slice, chunk) — three dispatches per window of
-   * chunks (shaders/causal_forward_parallel.wgsl) — instead of one per slice running its chunks
-   * in order. Default true: B·H workgroups alone leave a GPU idle, and even on Mesa llvmpipe
-   * (2 cores) it ran 1.2–2.5× faster (test/webgpu-drift.test.ts prints both).
+   * Causal forward and backward with one workgroup per (slice, chunk), in windows of chunks
+   * (shaders/chunk_parallel.wgsl), instead of one workgroup per slice running its chunks in
+   * order. Default true: B·H workgroups alone leave a GPU idle, and even on Mesa llvmpipe
+   * (2 cores) they ran 1.2–2.7× faster (test/webgpu-drift.test.ts prints both).
    */
   chunkParallel?: boolean;
-  /** Chunks per window of the chunk-parallel forward (default: what `windowBytes` allows). */
+  /** Chunks per window of the chunk-parallel kernels (default: what `windowBytes` allows). */
   chunkWindow?: number;
   /** Work-buffer bytes a chunk-parallel window may use (default 256 MiB; 16 MiB on software adapters). */
   windowBytes?: number;
@@ -173,9 +173,13 @@ export class WebGPUKernels {
     this.windowBytes = opts.windowBytes ?? (ctx.software ? 16 << 20 : 256 << 20);
   }
 
-  /** The kernel that runs the causal forward (see `chunkParallel`). */
+  /** The kernels that run the causal forward and backward (see `chunkParallel`). */
   private forwardKind(): KernelName {
     return this.chunkParallel ? 'causal_forward_parallel' : 'causal_forward';
+  }
+
+  private backwardKind(): KernelName {
+    return this.chunkParallel ? 'causal_backward_parallel' : 'causal_backward';
   }
 
   /** Acquires a device (or wraps `opts.device`), loads the shaders and builds nothing yet. */
@@ -351,15 +355,21 @@ export class WebGPUKernels {
     const nGroups = Math.ceil(nC / group);
     let sliceWords = chunkWords(C, m, dv);
     if (kind === 'causal_backward') sliceWords += gradWords(C, m, dv) + (1 + group + nGroups) * sw;
+    if (kind === 'causal_backward_parallel') sliceWords += gradWords(C, m, dv);
     if (kind === 'bidirectional_forward') sliceWords += sw;
     if (kind === 'bidirectional_backward') sliceWords += sw + gradWords(C, m, dv);
-    // Chunk-parallel forward: a window of chunks has bh·window scratch regions and chunk states.
-    const csw = m * dv + m + 2;
+    // Chunk-parallel kernels: a window of chunks has bh·window scratch regions and chunk states
+    // (and, backward, as many state gradients); see shaders/chunk_parallel.wgsl.
+    const ns = m * dv + m;
+    const csw = ns + 2;
+    const parallel = kind === 'causal_forward_parallel' || kind === 'causal_backward_parallel';
+    const perChunk = sliceWords + csw + (kind === 'causal_backward_parallel' ? ns : 0);
     let window = 1;
-    if (kind === 'causal_forward_parallel') {
-      const fit = Math.floor(this.windowBytes / (4 * bh * (sliceWords + csw)));
+    if (parallel) {
+      const fit = Math.floor(this.windowBytes / (4 * bh * perChunk));
       window = Math.max(1, Math.min(nC, this.chunkWindow ?? fit, this.ctx.software ? 1000 : nC));
     }
+    const nWindows = Math.ceil(nC / window);
     let o = 0;
     const omegaOff = o;
     o = align(o + (c.omega || c.omegaBuf ? h * m * d : 0));
@@ -369,9 +379,11 @@ export class WebGPUKernels {
     o = align(o + (hasDState ? bh * (m * dv + m) : 0));
     const stateOutOff = o;
     if (kind === 'causal_forward' || kind === 'causal_forward_parallel') o = align(o + bh * sw);
-    if (kind === 'causal_backward') o = align(o + bh * (m * dv + m + 1));
+    if (kind === 'causal_backward' || kind === 'causal_backward_parallel') o = align(o + bh * (m * dv + m + 1));
     const csOff = o;
-    if (kind === 'causal_forward_parallel') o = align(o + bh * window * csw + bh);
+    if (parallel) o = align(o + bh * window * csw + bh);
+    // backward: ΔG / G_after per window chunk, carried G, running state, window checkpoints
+    if (kind === 'causal_backward_parallel') o = align(o + bh * window * ns + bh * ns + bh * sw + nWindows * bh * sw);
     const scratchOff = o;
     o += bh * window * sliceWords;
     return { csOff, window, omegaOff, stateInOff, dStateOff, stateOutOff, scratchOff, sliceWords, words: Math.max(o, 4), group, nGroups };
@@ -432,6 +444,7 @@ export class WebGPUKernels {
     const feat = 2 * (u(C) * 2 * m + u(C * m)) + C;
     const fwd = proj + feat + u(C * C) * m + (u(C) + u(C * dv)) * (m + C + 2) + u(m * dv + m) * (C + 1) + u(C * dv) + 40;
     if (kind === 'causal_forward' || kind === 'causal_forward_parallel' || kind === 'bidirectional_forward') return fwd;
+    // (the chunk-parallel backward's largest per-chunk phase is the chunk backward, as below)
     const grads = u(C) * dv + u(C * dv) + u(C * C) * dv + 2 * u(C * m) * (dv + C) + u(C * dv) * (m + C) + u(m * dv + m) * C + 2 * (u(C * m) + u(C * d) * 2 * m);
     return fwd + grads + 2 * u(stateWords(m, dv)) + 40;
   }
@@ -458,6 +471,14 @@ export class WebGPUKernels {
         const w1 = Math.min(nC, w0 + L.window);
         for (const phase of [0, 1, 2]) steps.push({ phase, cBegin: w0, cEnd: w1, g: 0, groups: bh * (phase === 1 ? blocks : w1 - w0) });
       }
+    } else if (kind === 'causal_backward_parallel') {
+      const bh = c.dims.b * c.dims.h;
+      const blocks = Math.ceil((c.dims.m * c.dims.dv + c.dims.m) / this.workgroupSize);
+      const windows: Array<[number, number]> = [];
+      for (let w0 = 0; w0 < nC; w0 += L.window) windows.push([w0, Math.min(nC, w0 + L.window)]);
+      const groups = (phase: number, n: number) => bh * ([1, 3, 5].includes(phase) ? blocks : phase === 2 ? 1 : n);
+      for (const [w0, w1] of windows) for (const phase of [0, 1, 2]) steps.push({ phase, cBegin: w0, cEnd: w1, g: 0, groups: groups(phase, w1 - w0) });
+      for (const [w0, w1] of windows.reverse()) for (const phase of [0, 3, 4, 5, 6]) steps.push({ phase, cBegin: w0, cEnd: w1, g: 0, groups: groups(phase, w1 - w0) });
     } else if (kind === 'causal_backward') {
       segs(1, 0, nC);
       for (let g = L.nGroups - 1; g >= 0; g--) {
@@ -664,12 +685,13 @@ export class WebGPUKernels {
   ): Promise<{ dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer; dState: StateGrad }> {
     const { b, h, t, d, m, dv } = c.dims;
     const bh = b * h;
-    const L = this.layout('causal_backward', c, !!stateIn, !!dState);
+    const kind = this.backwardKind();
+    const L = this.layout(kind, c, !!stateIn, !!dState);
     return this.run(fn, async (use) => {
       const W = use(this.workBuffer(fn, L, c, c.dims, stateIn, dState));
       const outs = [this.newOutput(bh * t * d, `${fn} dq`), this.newOutput(bh * t * d, `${fn} dk`), this.newOutput(bh * t * dv, `${fn} dv`)];
       try {
-        await this.dispatch(fn, 'causal_backward', c, L, !!stateIn, !!dState, [W, bufs.q, bufs.k, bufs.v, bufs.dOut, ...outs]);
+        await this.dispatch(fn, kind, c, L, !!stateIn, !!dState, [W, bufs.q, bufs.k, bufs.v, bufs.dOut, ...outs]);
         const raw = await this.download(W, bh * (m * dv + m + 1), L.stateOutOff);
         const S = new Float64Array(bh * m * dv);
         const z = new Float64Array(bh * m);
@@ -801,7 +823,7 @@ export class WebGPUKernels {
    * (and so that a shader that does not compile on this device is reported here, awaited).
    */
   async prepare(): Promise<void> {
-    const kinds: KernelName[] = [this.forwardKind(), 'causal_backward', 'bidirectional_forward', 'bidirectional_backward'];
+    const kinds: KernelName[] = [this.forwardKind(), this.backwardKind(), 'bidirectional_forward', 'bidirectional_backward'];
     await Promise.all(kinds.map((k) => this.programs.get(k, this.workgroupSize)));
     if (this.poison) await this.programs.get('fill', 64);
   }
@@ -892,7 +914,8 @@ export class WebGPUKernels {
       const stateIn = a.stateIn === undefined ? undefined : this.checkGpuBuffer(fn, 'stateIn', a.stateIn, bh * sw * 4);
       const dOff = this.byteOffset(fn, 'dStateOffset', a.dStateOffset);
       const dState = a.dState === undefined ? undefined : this.checkGpuBuffer(fn, 'dState', a.dState, dOff + bh * sw * 4);
-      const L = this.layout('causal_backward', c, !!stateIn, !!dState);
+      const kind = this.backwardKind();
+      const L = this.layout(kind, c, !!stateIn, !!dState);
       const W = this.workBuffer(fn, L, c, c.dims);
       const before = omega(W, L);
       if (stateIn) before.push({ src: stateIn, srcOffset: 0, dst: W, dstOffset: L.stateInOff * 4, size: bh * sw * 4 });
@@ -902,7 +925,7 @@ export class WebGPUKernels {
       const after: Array<Copy | { clear: GPUBuffer }> = [{ clear: dStateIn }];
       for (let i = 0; i < bh; i++) after.push({ src: W, srcOffset: (L.stateOutOff + i * (g + 1)) * 4, dst: dStateIn, dstOffset: i * sw * 4, size: g * 4 });
       try {
-        this.dispatchSync(fn, 'causal_backward', c, L, { hasState: !!stateIn, hasDState: !!dState }, [W, q, k, v, dOut, ...outs], before, after);
+        this.dispatchSync(fn, kind, c, L, { hasState: !!stateIn, hasDState: !!dState }, [W, q, k, v, dOut, ...outs], before, after);
       } catch (e) {
         for (const o of [...outs, dStateIn]) this.release(o);
         throw e;

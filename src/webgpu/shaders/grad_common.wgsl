@@ -82,3 +82,92 @@ fn featureBackward(which: u32, t0: u32, n: u32, oDp: u32, oU: u32, oPh: u32) {
   }
   sync();
 }
+
+/**
+ * Element `e` of what a chunk's queries add to the gradient of the state it starts from (in that
+ * state's frame): (ΦQᵀ diag(sq) GN)[r, c] for e = r·dv + c < m·dv, (ΦQᵀ diag(sq) gD)[r] after.
+ */
+fn gradIncrement(e: u32, n: u32) -> f32 {
+  let m = P.m;
+  let dv = P.dv;
+  let mdv = m * dv;
+  var s = 0.0;
+  if (e < mdv) {
+    let r = e / dv;
+    let c = e % dv;
+    for (var i = 0u; i < n; i++) { s += W[oSq + i] * W[oPq + i * m + r] * W[oGN + i * dv + c]; }
+  } else {
+    let r = e - mdv;
+    for (var i = 0u; i < n; i++) { s += W[oSq + i] * W[oPq + i * m + r] * W[oGD + i]; }
+  }
+  return s;
+}
+
+/**
+ * Backward of the causal chunk [t0, t0 + n) that starts from the state at word `oS` (state
+ * layout: S, z, offset), with G at oG the gradient of the state after the chunk: writes the
+ * chunk's dq, dk, dv and leaves in G the gradient of the state before it.
+ */
+fn chunkBackward(t0: u32, n: u32, oS: u32) {
+  let m = P.m;
+  let dv = P.dv;
+  let mdv = m * dv;
+  let oZ = oS + mdv;
+  let offIn = W[oZ + m];
+  queryFeatures(t0, n);
+  keyFeatures(t0, n, offIn, false);
+  scores(n);
+  attend(t0, n, oS);
+  upstreamGrads(t0, n);
+  let vb = (wid * P.t + t0) * dv;
+  // E_ij = a_ij (v_j·gN_i + gD_i), j ≤ i
+  for (var e = lid; e < n * n; e += WG) {
+    let i = e / n;
+    let j = e % n;
+    var x = 0.0;
+    if (j <= i) {
+      var s = W[oGD + i];
+      for (var c = 0u; c < dv; c++) { s += V[vb + j * dv + c] * W[oGN + i * dv + c]; }
+      x = frame(W[oOffs + j], W[oOffs + i]) * s;
+    }
+    W[oE + e] = x;
+  }
+  sync();
+  let oGz = oG + mdv;
+  // ∂φq_i = sq_i (S_in gN_i + gD_i z_in) + Σ_{j≤i} E_ij φk_j
+  for (var e = lid; e < n * m; e += WG) {
+    let i = e / m;
+    let r = e % m;
+    var s = W[oGD + i] * W[oZ + r];
+    for (var c = 0u; c < dv; c++) { s += W[oS + r * dv + c] * W[oGN + i * dv + c]; }
+    var a = 0.0;
+    for (var j = 0u; j <= i; j++) { a += W[oE + i * n + j] * W[oPk + j * m + r]; }
+    W[oDpq + e] = W[oSq + i] * s + a;
+  }
+  // ∂φk_j = w_j (G v_j + Gz) + Σ_{i≥j} E_ij φq_i
+  for (var e = lid; e < n * m; e += WG) {
+    let j = e / m;
+    let r = e % m;
+    var s = W[oGz + r];
+    for (var c = 0u; c < dv; c++) { s += W[oG + r * dv + c] * V[vb + j * dv + c]; }
+    var a = 0.0;
+    for (var i = j; i < n; i++) { a += W[oE + i * n + j] * W[oPq + i * m + r]; }
+    W[oDpk + e] = W[oWt + j] * s + a;
+  }
+  // ∂v_j = w_j Gᵀ φk_j + Σ_{i≥j} A_ij gN_i
+  for (var e = lid; e < n * dv; e += WG) {
+    let j = e / dv;
+    let c = e % dv;
+    var s = 0.0;
+    for (var r = 0u; r < m; r++) { s += W[oG + r * dv + c] * W[oPk + j * m + r]; }
+    var a = 0.0;
+    for (var i = j; i < n; i++) { a += W[oA + i * n + j] * W[oGN + i * dv + c]; }
+    DV[vb + e] = W[oWt + j] * s + a;
+  }
+  sync();
+  // G ← exp(m_start − m_end) G + ΦQᵀ diag(sq) GN, Gz likewise with gD
+  let rs = frame(offIn, W[oMisc]);
+  for (var e = lid; e < mdv + m; e += WG) { W[oG + e] = rs * W[oG + e] + gradIncrement(e, n); }
+  featureBackward(0u, t0, n, oDpq, oUq, oPq);
+  featureBackward(1u, t0, n, oDpk, oUk, oPk);
+}

@@ -9,7 +9,9 @@ export const SHADER_FILES = [
   'grad_common',
   'bidirectional_common',
   'causal_forward',
+  'chunk_parallel',
   'causal_forward_parallel',
+  'causal_backward_parallel',
   'causal_backward',
   'bidirectional_forward',
   'bidirectional_backward',
@@ -20,7 +22,8 @@ export type ShaderFile = (typeof SHADER_FILES)[number];
 /** Kernel name → the files it is assembled from, in order. */
 export const KERNEL_SOURCES = {
   causal_forward: ['common', 'causal_forward'],
-  causal_forward_parallel: ['common', 'causal_forward_parallel'],
+  causal_forward_parallel: ['common', 'chunk_parallel', 'causal_forward_parallel'],
+  causal_backward_parallel: ['common', 'grad_common', 'chunk_parallel', 'causal_backward_parallel'],
   causal_backward: ['common', 'grad_common', 'causal_backward'],
   bidirectional_forward: ['common', 'bidirectional_common', 'bidirectional_forward'],
   bidirectional_backward: ['common', 'grad_common', 'bidirectional_common', 'bidirectional_backward'],
