@@ -8,8 +8,8 @@
  *        --feature=favor --reps=3 --wg=64,256 --schedules=chunk-parallel,per-slice
  *        --budget-s=420 --backend=vulkan --out=DIR]
  *
- * Every (schedule, workgroup size) pair is one configuration (schedules: the causal forward's
- * `chunkParallel` true / false; the backward is per slice in both); configurations stop being
+ * Every (schedule, workgroup size) pair is one configuration (schedules: the causal kernels'
+ * `chunkParallel` true / false); configurations stop being
  * started once `--budget-s` seconds have passed, and the skipped ones are listed.
  *
  * Flop model (per token, "useful" work of the chunked algorithm): forward
