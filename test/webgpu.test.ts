@@ -51,6 +51,26 @@ describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped:
     expect(K.pipelines).toBe(n);
   });
 
+  it('a call that fails before running leaves no NaN fill behind for the next call (poison mode)', async () => {
+    // dv = d: the failed call's output comes back from the pool as an input of the next call.
+    const p8 = makeProblem('favor', { ...dims, dv: dims.d }, 5);
+    const f = await K.causalForward({ ...p8, chunk: 8 });
+    // Make the next pipeline lookup fail, as a shader that does not compile would.
+    const programs = (K as unknown as { programs: { get: (...a: unknown[]) => Promise<unknown> } }).programs;
+    const get = programs.get;
+    programs.get = () => Promise.reject(new Error('pipeline unavailable'));
+    try {
+      await expect(K.causalForward({ ...p8, chunk: 8 })).rejects.toThrow(/causalForward: pipeline unavailable/);
+    } finally {
+      programs.get = get;
+    }
+    const { dOut } = upstream(p8.dims, 6);
+    const rg = refCausalBackward({ ...p8, dOut });
+    const g = await K.causalBackward({ ...p8, dOut, stateOut: f.state, chunk: 8 });
+    assertClose('dq after a failed call', rg.dq, g.dq, 1e-5);
+    assertClose('dv after a failed call', rg.dv, g.dv, 1e-5);
+  });
+
   it('GPUBuffer variants take and return buffers without copying the tensors', async () => {
     const dev = K.device;
     const put = (a: Float32Array) => {

@@ -36,7 +36,7 @@ export interface WebGPUOptions extends AcquireOptions {
   /** Bytes of released buffers kept for reuse (default 256 MiB). */
   poolBytes?: number;
   /**
-   * Causal forward and backward with one workgroup per (slice, chunk), in windows of chunks
+   * Causal and bidirectional kernels with one workgroup per (slice, chunk), in windows of chunks
    * (shaders/chunk_parallel.wgsl), instead of one workgroup per slice running its chunks in
    * order. Default true: B·H workgroups alone leave a GPU idle, and even on Mesa llvmpipe
    * (2 cores) they ran 1.2–2.7× faster (test/webgpu-drift.test.ts prints both).
@@ -182,6 +182,11 @@ export class WebGPUKernels {
     return this.chunkParallel ? 'causal_backward_parallel' : 'causal_backward';
   }
 
+  private bidirectionalKind(backward: boolean): KernelName {
+    const k = backward ? 'bidirectional_backward' : 'bidirectional_forward';
+    return this.chunkParallel ? `${k}_parallel` : k;
+  }
+
   /** Acquires a device (or wraps `opts.device`), loads the shaders and builds nothing yet. */
   static async create(opts: WebGPUOptions = {}): Promise<WebGPUKernels> {
     const { files } = await loadShaders();
@@ -248,6 +253,9 @@ export class WebGPUKernels {
     const size = this.live.get(buf);
     if (size === undefined) throw new ArgError('release: this buffer was not handed out by this backend (or was released already)');
     this.live.delete(buf);
+    // A NaN fill still queued for it (its call failed before encoding) must not reach the buffer's
+    // next user, whose inputs may already be written into it.
+    if (this.pendingFills.some((f) => f.buf === buf)) this.pendingFills = this.pendingFills.filter((f) => f.buf !== buf);
     if (this.disposed || this.pooledBytes + size > this.poolLimit) {
       buf.destroy();
       return;
@@ -355,15 +363,15 @@ export class WebGPUKernels {
     const nGroups = Math.ceil(nC / group);
     let sliceWords = chunkWords(C, m, dv);
     if (kind === 'causal_backward') sliceWords += gradWords(C, m, dv) + (1 + group + nGroups) * sw;
-    if (kind === 'causal_backward_parallel') sliceWords += gradWords(C, m, dv);
+    if (kind === 'causal_backward_parallel' || kind === 'bidirectional_backward_parallel') sliceWords += gradWords(C, m, dv);
     if (kind === 'bidirectional_forward') sliceWords += sw;
     if (kind === 'bidirectional_backward') sliceWords += sw + gradWords(C, m, dv);
     // Chunk-parallel kernels: a window of chunks has bh·window scratch regions and chunk states
     // (and, backward, as many state gradients); see shaders/chunk_parallel.wgsl.
     const ns = m * dv + m;
     const csw = ns + 2;
-    const parallel = kind === 'causal_forward_parallel' || kind === 'causal_backward_parallel';
-    const perChunk = sliceWords + csw + (kind === 'causal_backward_parallel' ? ns : 0);
+    const parallel = kind.endsWith('_parallel');
+    const perChunk = sliceWords + csw + (kind === 'causal_backward_parallel' || kind === 'bidirectional_backward_parallel' ? ns : 0);
     let window = 1;
     if (parallel) {
       const fit = Math.floor(this.windowBytes / (4 * bh * perChunk));
@@ -382,8 +390,11 @@ export class WebGPUKernels {
     if (kind === 'causal_backward' || kind === 'causal_backward_parallel') o = align(o + bh * (m * dv + m + 1));
     const csOff = o;
     if (parallel) o = align(o + bh * window * csw + bh);
-    // backward: ΔG / G_after per window chunk, carried G, running state, window checkpoints
+    // causal backward: ΔG / G_after per window chunk, carried G, running state, window checkpoints
     if (kind === 'causal_backward_parallel') o = align(o + bh * window * ns + bh * ns + bh * sw + nWindows * bh * sw);
+    // bidirectional: the running summary; backward also KV_g shares per window chunk and totals
+    if (kind === 'bidirectional_forward_parallel') o = align(o + bh * sw);
+    if (kind === 'bidirectional_backward_parallel') o = align(o + bh * sw + bh * window * ns + bh * ns);
     const scratchOff = o;
     o += bh * window * sliceWords;
     return { csOff, window, omegaOff, stateInOff, dStateOff, stateOutOff, scratchOff, sliceWords, words: Math.max(o, 4), group, nGroups };
@@ -443,7 +454,7 @@ export class WebGPUKernels {
     const proj = 2 * (u(C) * d + u(C * m) * (d + 1));
     const feat = 2 * (u(C) * 2 * m + u(C * m)) + C;
     const fwd = proj + feat + u(C * C) * m + (u(C) + u(C * dv)) * (m + C + 2) + u(m * dv + m) * (C + 1) + u(C * dv) + 40;
-    if (kind === 'causal_forward' || kind === 'causal_forward_parallel' || kind === 'bidirectional_forward') return fwd;
+    if (kind === 'causal_forward' || kind === 'causal_forward_parallel' || kind === 'bidirectional_forward' || kind === 'bidirectional_forward_parallel') return fwd;
     // (the chunk-parallel backward's largest per-chunk phase is the chunk backward, as below)
     const grads = u(C) * dv + u(C * dv) + u(C * C) * dv + 2 * u(C * m) * (dv + C) + u(C * dv) * (m + C) + u(m * dv + m) * C + 2 * (u(C * m) + u(C * d) * 2 * m);
     return fwd + grads + 2 * u(stateWords(m, dv)) + 40;
@@ -463,23 +474,9 @@ export class WebGPUKernels {
     const segs = (phase: number, a: number, b: number, g = 0) => {
       for (let x = a; x < b; x += per) steps.push({ phase, cBegin: x, cEnd: Math.min(b, x + per), g });
     };
+    if (kind.endsWith('_parallel')) return this.parallelPlan(kind, c, L);
     if (kind === 'causal_forward') segs(0, 0, nC);
-    else if (kind === 'causal_forward_parallel') {
-      const bh = c.dims.b * c.dims.h;
-      const blocks = Math.ceil((c.dims.m * c.dims.dv + c.dims.m) / this.workgroupSize);
-      for (let w0 = 0; w0 < nC; w0 += L.window) {
-        const w1 = Math.min(nC, w0 + L.window);
-        for (const phase of [0, 1, 2]) steps.push({ phase, cBegin: w0, cEnd: w1, g: 0, groups: bh * (phase === 1 ? blocks : w1 - w0) });
-      }
-    } else if (kind === 'causal_backward_parallel') {
-      const bh = c.dims.b * c.dims.h;
-      const blocks = Math.ceil((c.dims.m * c.dims.dv + c.dims.m) / this.workgroupSize);
-      const windows: Array<[number, number]> = [];
-      for (let w0 = 0; w0 < nC; w0 += L.window) windows.push([w0, Math.min(nC, w0 + L.window)]);
-      const groups = (phase: number, n: number) => bh * ([1, 3, 5].includes(phase) ? blocks : phase === 2 ? 1 : n);
-      for (const [w0, w1] of windows) for (const phase of [0, 1, 2]) steps.push({ phase, cBegin: w0, cEnd: w1, g: 0, groups: groups(phase, w1 - w0) });
-      for (const [w0, w1] of windows.reverse()) for (const phase of [0, 3, 4, 5, 6]) steps.push({ phase, cBegin: w0, cEnd: w1, g: 0, groups: groups(phase, w1 - w0) });
-    } else if (kind === 'causal_backward') {
+    else if (kind === 'causal_backward') {
       segs(1, 0, nC);
       for (let g = L.nGroups - 1; g >= 0; g--) {
         const c0 = g * L.group;
@@ -549,6 +546,44 @@ export class WebGPUKernels {
       else enc.copyBufferToBuffer(x.src, x.srcOffset, x.dst, x.dstOffset, x.size);
     }
     return temps;
+  }
+
+  /**
+   * Dispatches of the chunk-parallel kernels (shaders/chunk_parallel.wgsl), window by window.
+   * Scan phases (1, 3, 5) run a workgroup per (slice, block of state elements), commits (2) one
+   * per slice, the rest one per (slice, chunk of the window) — except the causal forward's
+   * phase 3, per chunk (its outputs).
+   */
+  private parallelPlan(kind: KernelName, c: Checked, L: Layout): Step[] {
+    const nC = Math.ceil(c.dims.t / c.chunk);
+    const bh = c.dims.b * c.dims.h;
+    const blocks = Math.ceil((c.dims.m * c.dims.dv + c.dims.m) / this.workgroupSize);
+    const windows: Array<[number, number]> = [];
+    for (let w0 = 0; w0 < nC; w0 += L.window) windows.push([w0, Math.min(nC, w0 + L.window)]);
+    const steps: Step[] = [];
+    const pass = (ws: Array<[number, number]>, phases: number[]) => {
+      for (const [w0, w1] of ws) {
+        for (const phase of phases) {
+          const scan = phase === 1 || phase === 5 || (phase === 3 && kind === 'causal_backward_parallel');
+          steps.push({ phase, cBegin: w0, cEnd: w1, g: 0, groups: bh * (scan ? blocks : phase === 2 ? 1 : w1 - w0) });
+        }
+      }
+    };
+    if (kind === 'causal_forward_parallel') pass(windows, [0, 1, 3]); // phase 3 commits too
+    if (kind === 'causal_backward_parallel') {
+      pass(windows, [0, 1, 2]);
+      pass([...windows].reverse(), [0, 3, 4, 5, 6]);
+    }
+    if (kind === 'bidirectional_forward_parallel') {
+      pass(windows, [0, 1, 2]);
+      pass(windows, [3]);
+    }
+    if (kind === 'bidirectional_backward_parallel') {
+      pass(windows, [0, 1, 2]);
+      pass(windows, [4, 5]);
+      pass(windows, [6]);
+    }
+    return steps;
   }
 
   /** Encodes pending NaN fills and the kernel, submits, and waits for errors. */
@@ -785,12 +820,13 @@ export class WebGPUKernels {
     return this.guard(fn, async () => {
       const c = this.common(fn, a);
       const { b, h, t, dv } = c.dims;
-      const L = this.layout('bidirectional_forward', c, false, false);
+      const kind = this.bidirectionalKind(false);
+      const L = this.layout(kind, c, false, false);
       return this.run(fn, async (use) => {
         const W = use(this.workBuffer(fn, L, c, c.dims));
         const [q, k, v] = [use(this.upload(a.q, 'q')), use(this.upload(a.k, 'k')), use(this.upload(a.v, 'v'))];
         const out = use(this.newOutput(b * h * t * dv, `${fn} out`));
-        await this.dispatch(fn, 'bidirectional_forward', c, L, false, false, [W, q, k, v, out]);
+        await this.dispatch(fn, kind, c, L, false, false, [W, q, k, v, out]);
         this.stats = { ioBytes: 4 * b * h * t * (2 * c.dims.d + 2 * dv), scratchBytes: L.words * 4 };
         return { out: await this.download(out, b * h * t * dv) };
       });
@@ -803,13 +839,14 @@ export class WebGPUKernels {
       const c = this.common(fn, a);
       const { b, h, t, d, dv } = c.dims;
       checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv });
-      const L = this.layout('bidirectional_backward', c, false, false);
+      const kind = this.bidirectionalKind(true);
+      const L = this.layout(kind, c, false, false);
       return this.run(fn, async (use) => {
         const W = use(this.workBuffer(fn, L, c, c.dims));
         const ins = [use(this.upload(a.q, 'q')), use(this.upload(a.k, 'k')), use(this.upload(a.v, 'v')), use(this.upload(a.dOut, 'dOut'))];
         const n = b * h * t;
         const outs = [use(this.newOutput(n * d, 'dq')), use(this.newOutput(n * d, 'dk')), use(this.newOutput(n * dv, 'dv'))];
-        await this.dispatch(fn, 'bidirectional_backward', c, L, false, false, [W, ...ins, ...outs]);
+        await this.dispatch(fn, kind, c, L, false, false, [W, ...ins, ...outs]);
         this.stats = { ioBytes: 4 * n * (4 * d + 3 * dv), scratchBytes: L.words * 4 };
         return { dq: await this.download(outs[0], n * d), dk: await this.download(outs[1], n * d), dv: await this.download(outs[2], n * dv) };
       });
@@ -823,7 +860,7 @@ export class WebGPUKernels {
    * (and so that a shader that does not compile on this device is reported here, awaited).
    */
   async prepare(): Promise<void> {
-    const kinds: KernelName[] = [this.forwardKind(), this.backwardKind(), 'bidirectional_forward', 'bidirectional_backward'];
+    const kinds: KernelName[] = [this.forwardKind(), this.backwardKind(), this.bidirectionalKind(false), this.bidirectionalKind(true)];
     await Promise.all(kinds.map((k) => this.programs.get(k, this.workgroupSize)));
     if (this.poison) await this.programs.get('fill', 64);
   }
@@ -943,11 +980,12 @@ export class WebGPUKernels {
     return this.ctx.scopedSync(fn, () => {
       const { c, q, k, v, omega } = this.syncInputs(fn, a);
       const { b, h, t, dv } = c.dims;
-      const L = this.layout('bidirectional_forward', c, false, false);
+      const kind = this.bidirectionalKind(false);
+      const L = this.layout(kind, c, false, false);
       const W = this.workBuffer(fn, L, c, c.dims);
       const out = this.newOutput(b * h * t * dv, `${fn} out`, true);
       try {
-        this.dispatchSync(fn, 'bidirectional_forward', c, L, { hasState: false, hasDState: false }, [W, q, k, v, out], omega(W, L), []);
+        this.dispatchSync(fn, kind, c, L, { hasState: false, hasDState: false }, [W, q, k, v, out], omega(W, L), []);
       } catch (e) {
         this.release(out);
         throw e;
@@ -967,11 +1005,12 @@ export class WebGPUKernels {
       const { b, h, t, d, dv } = c.dims;
       const n = b * h * t;
       const dOut = this.checkGpuBuffer(fn, 'dOut', a.dOut, n * dv * 4);
-      const L = this.layout('bidirectional_backward', c, false, false);
+      const kind = this.bidirectionalKind(true);
+      const L = this.layout(kind, c, false, false);
       const W = this.workBuffer(fn, L, c, c.dims);
       const outs = [this.newOutput(n * d, `${fn} dq`, true), this.newOutput(n * d, `${fn} dk`, true), this.newOutput(n * dv, `${fn} dv`, true)];
       try {
-        this.dispatchSync(fn, 'bidirectional_backward', c, L, { hasState: false, hasDState: false }, [W, q, k, v, dOut, ...outs], omega(W, L), []);
+        this.dispatchSync(fn, kind, c, L, { hasState: false, hasDState: false }, [W, q, k, v, dOut, ...outs], omega(W, L), []);
       } catch (e) {
         for (const o of outs) this.release(o);
         throw e;

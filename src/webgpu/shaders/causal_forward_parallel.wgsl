@@ -6,8 +6,9 @@
 //   phase 1, per (slice, state element): the scan over the window's chunks (compensated pairs),
 //            leaving the state before each chunk; the running state (the output state at
 //            stateOutOff) carries it to the next window;
-//   phase 2, per (slice, chunk): the chunk's outputs from the state before it, as the causal
+//   phase 3, per (slice, chunk): the chunk's outputs from the state before it, as the causal
 //            kernel computes them; the first chunk's workgroup commits the window's end offset.
+// (Phase numbers as in the other chunk-parallel kernels: 2 would be a commit of its own.)
 // Memory: bh·window chunk scratch regions and chunk states, independent of T.
 
 @group(0) @binding(5) var<storage, read_write> OUT: array<f32>;

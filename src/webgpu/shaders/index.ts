@@ -8,6 +8,10 @@ export const SHADER_FILES = [
   'common',
   'grad_common',
   'bidirectional_common',
+  'bidirectional_grads',
+  'bidirectional_parallel',
+  'bidirectional_forward_parallel',
+  'bidirectional_backward_parallel',
   'causal_forward',
   'chunk_parallel',
   'causal_forward_parallel',
@@ -26,7 +30,9 @@ export const KERNEL_SOURCES = {
   causal_backward_parallel: ['common', 'grad_common', 'chunk_parallel', 'causal_backward_parallel'],
   causal_backward: ['common', 'grad_common', 'causal_backward'],
   bidirectional_forward: ['common', 'bidirectional_common', 'bidirectional_forward'],
-  bidirectional_backward: ['common', 'grad_common', 'bidirectional_common', 'bidirectional_backward'],
+  bidirectional_backward: ['common', 'grad_common', 'bidirectional_common', 'bidirectional_grads', 'bidirectional_backward'],
+  bidirectional_forward_parallel: ['common', 'chunk_parallel', 'bidirectional_common', 'bidirectional_parallel', 'bidirectional_forward_parallel'],
+  bidirectional_backward_parallel: ['common', 'grad_common', 'chunk_parallel', 'bidirectional_common', 'bidirectional_grads', 'bidirectional_parallel', 'bidirectional_backward_parallel'],
   fill: ['fill'],
 } as const satisfies Record<string, readonly ShaderFile[]>;
 export type KernelName = keyof typeof KERNEL_SOURCES;
