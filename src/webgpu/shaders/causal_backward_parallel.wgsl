@@ -51,14 +51,9 @@ fn main(@builtin(workgroup_id) ids: vec3<u32>, @builtin(local_invocation_index) 
     if (g < P.bh && local == 0u) { W[runAt(g) + ns] = W[offNext(g)]; }
     return;
   }
-  if (g >= chunkGroups()) { return; }
-  setupSlot(g % P.bh, g, local);
+  if (chunkPrologue(g, local)) { return; }
   let k = g / P.bh;
   let ci = P.cBegin + k;
-  if (phase == 0u) {
-    chunkIncrement(ci, k);
-    return;
-  }
   gradLayout(oEnd);
   let t0 = ci * P.chunk;
   let n = min(P.chunk, P.t - t0);

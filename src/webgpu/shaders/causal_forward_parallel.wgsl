@@ -29,14 +29,9 @@ fn main(@builtin(workgroup_id) ids: vec3<u32>, @builtin(local_invocation_index) 
     if (e == 0u) { W[offNext(s)] = r.off; }
     return;
   }
-  if (g >= chunkGroups()) { return; }
-  setupSlot(g % P.bh, g, local);
+  if (chunkPrologue(g, local)) { return; }
   let k = g / P.bh;
   let ci = P.cBegin + k;
-  if (P.phase == 0u) {
-    chunkIncrement(ci, k);
-    return;
-  }
   let t0 = ci * P.chunk;
   let n = min(P.chunk, P.t - t0);
   let oC = csAt(wid, k);

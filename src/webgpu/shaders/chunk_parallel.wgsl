@@ -19,8 +19,18 @@ fn offNext(slice: u32) -> u32 { return P.csOff + P.window * P.bh * csWords() + s
 /** First word after the chunk states and offsets (kernel-specific regions follow). */
 fn chunkParallelEnd() -> u32 { return offNext(P.bh); }
 
-/** Workgroups of a per-chunk phase: g = k·bh + slice for the window's k-th chunk (scratch slot g). */
-fn chunkGroups() -> u32 { return P.bh * (P.cEnd - P.cBegin); }
+/**
+ * Start of a per-chunk phase for workgroup g = k·bh + slice (the window's k-th chunk, scratch slot
+ * g): sets the workgroup up and runs phase 0 (the chunk's increment). True when the caller has
+ * nothing left to do (phase 0 done, or g past the window's chunks).
+ */
+fn chunkPrologue(g: u32, local: u32) -> bool {
+  if (g >= P.bh * (P.cEnd - P.cBegin)) { return true; }
+  setupSlot(g % P.bh, g, local);
+  if (P.phase != 0u) { return false; }
+  chunkIncrement(P.cBegin + g / P.bh, g / P.bh);
+  return true;
+}
 
 /** Chunk `ci`'s increment in its own frame into chunk state slot k (ΔS, Δz, then L_c). */
 fn chunkIncrement(ci: u32, k: u32) {
