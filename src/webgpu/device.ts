@@ -147,6 +147,7 @@ export class GpuContext {
    */
   async scoped<T>(fn: string, body: () => T | Promise<T>): Promise<T> {
     this.alive(fn);
+    this.throwDeferred(fn);
     const d = this.device;
     d.pushErrorScope('out-of-memory');
     d.pushErrorScope('validation');

@@ -44,7 +44,10 @@ export interface WebGPUOptions extends AcquireOptions {
   chunkParallel?: boolean;
   /** Chunks per window of the chunk-parallel kernels (default: what `windowBytes` allows). */
   chunkWindow?: number;
-  /** Work-buffer bytes a chunk-parallel window may use (default 256 MiB; 16 MiB on software adapters). */
+  /**
+   * Work-buffer bytes a chunk-parallel window may use (default 256 MiB, 16 MiB on software
+   * adapters; at most half the device's maxStorageBufferBindingSize).
+   */
   windowBytes?: number;
 }
 
@@ -57,7 +60,7 @@ export interface GpuCallStats {
 }
 
 interface Layout {
-  /** Chunk states of the chunk-parallel forward, and chunks per window. */
+  /** Chunk states of the chunk-parallel kernels, and chunks per window. */
   csOff: number;
   window: number;
   omegaOff: number;
@@ -374,7 +377,10 @@ export class WebGPUKernels {
     const perChunk = sliceWords + csw + (kind === 'causal_backward_parallel' || kind === 'bidirectional_backward_parallel' ? ns : 0);
     let window = 1;
     if (parallel) {
-      const fit = Math.floor(this.windowBytes / (4 * bh * perChunk));
+      // At most half of what one binding may hold (a caller's device may have WebGPU's default limits).
+      const lim = this.ctx.limits;
+      const budget = Math.min(this.windowBytes, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize) / 2);
+      const fit = Math.floor(budget / (4 * bh * perChunk));
       window = Math.max(1, Math.min(nC, this.chunkWindow ?? fit, this.ctx.software ? 1000 : nC));
     }
     const nWindows = Math.ceil(nC / window);
