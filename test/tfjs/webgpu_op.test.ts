@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, type Kernels } from '../../src/index.ts';
 import { performerAttentionWebGPU, tfjsWebGPUDevice } from '../../src/tfjs/webgpu_op.ts';
-import { PerformerAttention, setKernels } from '../../src/tfjs/layers.ts';
+import { PerformerAttention, PerformerBlock, setKernels } from '../../src/tfjs/layers.ts';
 import { initWebGPU, type WebGPUKernels } from '../../src/webgpu/kernels.ts';
 import { fromGpuState, gpuStateWords, toGpuState } from '../../src/webgpu/state.ts';
 import type { Dims, FeatureMap } from '../../src/types.ts';
@@ -227,6 +227,37 @@ describe.skipIf(!ok)('performerAttentionWebGPU on the TF.js webgpu backend', () 
       assertClose('layer output', cpu.y, gpu.y, 1e-4);
       expect(cpu.g.length).toBe(8);
       cpu.g.forEach((g, i) => assertClose(`weight gradient ${i}`, g, gpu.g[i], 1e-4));
+    } finally {
+      setKernels(undefined);
+      await tf.setBackend('webgpu');
+    }
+  });
+
+  it('a model with a PerformerBlock trains with model.fit on the GPU kernels as it does on the wasm kernels', async () => {
+    const [V, T, D, N] = [9, 12, 16, 8];
+    const rng = new Rng(51);
+    const xs = Float32Array.from({ length: N * T }, () => Math.floor(rng.next() * V));
+    const ys = Int32Array.from(xs, (x) => (x + 1) % V);
+    const fit = async (backend: string, kernels: Kernels | WebGPUKernels) => {
+      await tf.setBackend(backend);
+      setKernels(kernels);
+      const model = tf.sequential();
+      model.add(tf.layers.embedding({ inputDim: V, outputDim: D, inputLength: T, embeddingsInitializer: tf.initializers.randomNormal({ stddev: 0.5, seed: 1 }) }));
+      model.add(new PerformerBlock({ heads: 2, features: 8, feature: 'favor', causal: true, chunk: 4, ffn: 24, seed: 3 }));
+      model.add(tf.layers.dense({ units: V, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) }));
+      model.compile({ optimizer: tf.train.sgd(0.5), loss: 'categoricalCrossentropy' });
+      const x = tf.tensor2d(xs, [N, T]);
+      const y = tf.oneHot(tf.tensor2d(ys, [N, T], 'int32'), V);
+      const h = await model.fit(x, y, { epochs: 3, batchSize: N, shuffle: false, verbose: 0 });
+      tf.dispose([x, y]);
+      model.dispose();
+      return h.history.loss as number[];
+    };
+    try {
+      const cpu = await fit('cpu', W);
+      const gpu = await fit('webgpu', G);
+      expect(gpu[2], 'the loss falls').toBeLessThan(gpu[0]);
+      assertClose('losses of three steps', cpu, gpu, 1e-4);
     } finally {
       setKernels(undefined);
       await tf.setBackend('webgpu');
