@@ -6,11 +6,13 @@
  *
  *   node bench/gpu/dist/bench.mjs [--bh=32 --t=65536 --d=64 --m=128 --dv=64 --chunk=64
  *        --feature=favor --reps=3 --wg=64,256 --schedules=chunk-parallel,per-slice
- *        --budget-s=420 --backend=vulkan --out=DIR]
+ *        --budget-s=420 --window-mb=1024 --backend=vulkan --out=DIR]
  *
  * Every (schedule, workgroup size) pair is one configuration (schedules: the causal kernels'
  * `chunkParallel` true / false); configurations stop being
- * started once `--budget-s` seconds have passed, and the skipped ones are listed.
+ * started once `--budget-s` seconds have passed, and the skipped ones are listed. `--window-mb`:
+ * the chunk-parallel kernels' `windowBytes` (library default 256 MiB; more chunks per window
+ * means more workgroups per dispatch: at B·H = 32, M = 128, 1 GiB gives ~90 chunks).
  *
  * Flop model (per token, "useful" work of the chunked algorithm): forward
  * 2·2·m·d (q, k projections) + 2·C·m (scores, avg C/2 causal… counted full) + 2·C·dv (A·V)
@@ -39,6 +41,7 @@ const reps = num('reps', 3);
 const wgs = (args.wg ?? '64,256').split(',').map(Number);
 const schedules = (args.schedules ?? 'chunk-parallel,per-slice').split(',');
 const budgetMs = num('budget-s', 420) * 1000;
+const windowBytes = num('window-mb', 1024) * 2 ** 20;
 const feature = (args.feature ?? 'favor') as FeatureMap;
 const backend = args.backend ?? process.env.SLIM_WEBGPU_BACKEND ?? 'vulkan';
 const outDir = args.out ?? process.env.OUT;
@@ -97,7 +100,7 @@ async function main() {
         skipped.push(`${schedule}/wg=${wg}`);
         continue;
       }
-      const K = await initWebGPU({ device: dev, workgroupSize: wg, chunkParallel: schedule === 'chunk-parallel' });
+      const K = await initWebGPU({ device: dev, workgroupSize: wg, chunkParallel: schedule === 'chunk-parallel', windowBytes });
       for (const what of ['forward', 'forward+backward'] as const) {
         const times: number[] = [];
         let ok = true;
@@ -129,7 +132,7 @@ async function main() {
   }
   for (const b of [q, k, v, g]) b.destroy();
   K0.dispose();
-  const result = { date: new Date().toISOString(), info, dims: { bh, t, d, m, dv, chunk, feature }, flopModel: `forward ${perTok} flop/token; forward+backward = 3x`, rows, skipped };
+  const result = { date: new Date().toISOString(), info, windowBytes, dims: { bh, t, d, m, dv, chunk, feature }, flopModel: `forward ${perTok} flop/token; forward+backward = 3x`, rows, skipped };
   if (outDir) {
     const fs = await import('node:fs');
     fs.mkdirSync(outDir, { recursive: true });
