@@ -182,6 +182,17 @@ describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped:
     expect(K2.memoryBytes()).toBe(0);
     await expect(K2.causalForward(p)).rejects.toThrow(/disposed/);
   });
+
+  it('a lost device is a clear error on every later call, async or synchronous', async () => {
+    const K2 = await initWebGPU();
+    await K2.causalForward(p);
+    K2.device.destroy();
+    await K2.device.lost;
+    await expect(K2.causalForward(p)).rejects.toThrow(/causalForward: the WebGPU device was lost/);
+    const buf = { size: 1 << 20, usage: GPUBufferUsage.STORAGE } as unknown as GPUBuffer;
+    expect(() => K2.causalForwardSync({ q: buf, k: buf, v: buf, dims, feature: 'favor', omega: p.omega })).toThrow(/causalForwardSync: the WebGPU device was lost/);
+    K2.dispose();
+  });
 });
 
 describe('backend selection', () => {
