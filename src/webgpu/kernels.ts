@@ -39,7 +39,7 @@ export interface WebGPUOptions extends AcquireOptions {
    * Causal and bidirectional kernels with one workgroup per (slice, chunk), in windows of chunks
    * (shaders/chunk_parallel.wgsl), instead of one workgroup per slice running its chunks in
    * order. Default true: B·H workgroups alone leave a GPU idle, and even on Mesa llvmpipe
-   * (2 cores) they ran 1.2–2.7× faster (test/webgpu-drift.test.ts prints both).
+   * (2 cores) they ran 1.3–2.6× faster (bench/results/webgpu-llvmpipe-latest.json).
    */
   chunkParallel?: boolean;
   /** Chunks per window of the chunk-parallel kernels (default: what `windowBytes` allows). */

@@ -8,11 +8,13 @@
 //   phase 3 (backward pass), per (slice, state element): scan from the window's checkpoint,
 //            leaving the state before each chunk (nothing is undone by subtraction);
 //   phase 4, per (slice, chunk): what the chunk's queries add to the state gradient, ΔG_c (in the
-//            frame of the state before the chunk);
+//            frame of the state before the chunk), from the chunk's forward recomputed in the
+//            scratch slot where phase 0 left the key logits;
 //   phase 5, per (slice, state element): the reverse scan G_before = e^{m_before − m_after} G_after
 //            + ΔG_c from the gradient carried from the later window (∂state_out for the last),
 //            leaving G_after of each chunk in its slot;
-//   phase 6, per (slice, chunk): the chunk's backward from its start state and G_after.
+//   phase 6, per (slice, chunk): the chunk's backward from its start state and G_after, reusing
+//            the chunk's forward that phase 4 recomputed in the same scratch slot.
 // Regions after the chunk states: ΔG / G_after per (slice, window chunk), the carried gradient
 // per slice, the running state per slice, the checkpoints per (window, slice). Output as the
 // per-slice kernel: the input state's gradient and m_T at stateOutOff + slice·(m·dv + m + 1).
@@ -60,17 +62,15 @@ fn main(@builtin(workgroup_id) ids: vec3<u32>, @builtin(local_invocation_index) 
   let oC = csAt(wid, k);
   let oGs = gsAt(wid, k);
   if (phase == 4u) {
-    queryFeatures(t0, n);
-    keyFeatures(t0, n, W[oC + ns], false);
-    scores(n);
-    attend(t0, n, oC);
-    upstreamGrads(t0, n);
+    chunkRecompute(t0, n, oC, true); // phase 0 left the key logits in this slot
     for (var e = lid; e < ns; e += WG) { W[oGs + e] = gradIncrement(e, n); }
     return;
   }
+  // Phase 6 runs in the same scratch slot as phase 4 (slot g = k·bh + slice), which left the
+  // chunk's recomputed forward there; only phase 5's scan ran in between, outside the slots.
   for (var e = lid; e < ns; e += WG) { W[oG + e] = W[oGs + e]; }
   sync();
-  chunkBackward(t0, n, oC);
+  chunkGrads(t0, n, oC);
 }
 
 /** Phase 5 for element `e` of slice `s` in window `w`. */

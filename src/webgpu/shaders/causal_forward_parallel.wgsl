@@ -36,7 +36,7 @@ fn main(@builtin(workgroup_id) ids: vec3<u32>, @builtin(local_invocation_index) 
   let n = min(P.chunk, P.t - t0);
   let oC = csAt(wid, k);
   queryFeatures(t0, n);
-  keyFeatures(t0, n, W[oC + ns], false);
+  keyFeaturesFromLogits(n, W[oC + ns], false); // phase 0 left the key logits in this slot
   scores(n);
   attend(t0, n, oC);
   let ob = (wid * P.t + t0) * P.dv;

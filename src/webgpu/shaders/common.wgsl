@@ -184,8 +184,13 @@ fn keyRowMaxes(n: u32) {
 }
 
 fn keyFeatures(t0: u32, n: u32, offIn: f32, fixed: bool) {
-  let m = P.m;
   project(1u, t0, n, oUk);
+  keyFeaturesFromLogits(n, offIn, fixed);
+}
+
+/** As `keyFeatures` with the chunk's key logits already at oUk (left by an earlier phase in this scratch slot). */
+fn keyFeaturesFromLogits(n: u32, offIn: f32, fixed: bool) {
+  let m = P.m;
   if (P.feature == 0u) {
     if (!fixed) {
       keyRowMaxes(n);

@@ -109,16 +109,31 @@ fn gradIncrement(e: u32, n: u32) -> f32 {
  * chunk's dq, dk, dv and leaves in G the gradient of the state before it.
  */
 fn chunkBackward(t0: u32, n: u32, oS: u32) {
+  chunkRecompute(t0, n, oS, false);
+  chunkGrads(t0, n, oS);
+}
+
+/**
+ * The chunk's forward again, from the state at `oS`, with what its gradients need: features,
+ * offsets, scores, den, out, and gN, gD from the upstream gradient (all in the chunk scratch).
+ * `keyLogits`: the key logits are at oUk already.
+ */
+fn chunkRecompute(t0: u32, n: u32, oS: u32, keyLogits: bool) {
+  let offIn = W[oS + P.m * P.dv + P.m];
+  queryFeatures(t0, n);
+  if (keyLogits) { keyFeaturesFromLogits(n, offIn, false); } else { keyFeatures(t0, n, offIn, false); }
+  scores(n);
+  attend(t0, n, oS);
+  upstreamGrads(t0, n);
+}
+
+/** The rest of `chunkBackward`, from the scratch `chunkRecompute` left. */
+fn chunkGrads(t0: u32, n: u32, oS: u32) {
   let m = P.m;
   let dv = P.dv;
   let mdv = m * dv;
   let oZ = oS + mdv;
   let offIn = W[oZ + m];
-  queryFeatures(t0, n);
-  keyFeatures(t0, n, offIn, false);
-  scores(n);
-  attend(t0, n, oS);
-  upstreamGrads(t0, n);
   let vb = (wid * P.t + t0) * dv;
   // E_ij = a_ij (v_j·gN_i + gD_i), j ≤ i
   for (var e = lid; e < n * n; e += WG) {
