@@ -141,25 +141,37 @@ export class GpuContext {
     if (this.lostReason !== undefined) throw new WebGPUError(`${fn}: the WebGPU device was lost (${this.lostReason}); create a new backend`);
   }
 
-  /**
-   * Runs `body` inside validation and out-of-memory error scopes and throws if either caught
-   * something (WebGPU reports these asynchronously and would otherwise only log them).
-   */
-  async scoped<T>(fn: string, body: () => T | Promise<T>): Promise<T> {
+  /** Opens the out-of-memory, validation and internal error scopes of a call. */
+  private pushScopes(fn: string): void {
     this.alive(fn);
     this.throwDeferred(fn);
     const d = this.device;
     d.pushErrorScope('out-of-memory');
     d.pushErrorScope('validation');
     d.pushErrorScope('internal');
+  }
+
+  /** Closes `pushScopes`' scopes: the first error they caught, named after the call (or none). */
+  private async popScopes(fn: string): Promise<WebGPUError | undefined> {
+    const d = this.device;
+    const errs = await Promise.all([d.popErrorScope(), d.popErrorScope(), d.popErrorScope()]);
+    const names = ['internal', 'validation', 'out-of-memory'];
+    const e = errs.findIndex((x) => x !== null);
+    return e >= 0 ? new WebGPUError(`${fn}: WebGPU ${names[e]} error: ${errs[e]!.message}`) : undefined;
+  }
+
+  /**
+   * Runs `body` inside validation and out-of-memory error scopes and throws if either caught
+   * something (WebGPU reports these asynchronously and would otherwise only log them).
+   */
+  async scoped<T>(fn: string, body: () => T | Promise<T>): Promise<T> {
+    this.pushScopes(fn);
     let result: T;
     try {
       result = await body();
     } finally {
-      const errs = await Promise.all([d.popErrorScope(), d.popErrorScope(), d.popErrorScope()]);
-      const names = ['internal', 'validation', 'out-of-memory'];
-      const e = errs.findIndex((x) => x !== null);
-      if (e >= 0) throw new WebGPUError(`${fn}: WebGPU ${names[e]} error: ${errs[e]!.message}`);
+      const err = await this.popScopes(fn);
+      if (err) throw err;
     }
     this.alive(fn);
     if (this.uncaptured.length) {
@@ -175,20 +187,13 @@ export class GpuContext {
    * Host-side errors of `body` are thrown at once.
    */
   scopedSync<T>(fn: string, body: () => T): T {
-    this.alive(fn);
-    this.throwDeferred(fn);
-    const d = this.device;
-    d.pushErrorScope('out-of-memory');
-    d.pushErrorScope('validation');
-    d.pushErrorScope('internal');
+    this.pushScopes(fn);
     try {
       return body();
     } finally {
-      const p = Promise.all([d.popErrorScope(), d.popErrorScope(), d.popErrorScope()]).then(
-        (errs) => {
-          const names = ['internal', 'validation', 'out-of-memory'];
-          const e = errs.findIndex((x) => x !== null);
-          if (e >= 0) this.deferred ??= new WebGPUError(`${fn}: WebGPU ${names[e]} error: ${errs[e]!.message}`);
+      const p = this.popScopes(fn).then(
+        (err) => {
+          if (err) this.deferred ??= err;
         },
         (err: unknown) => {
           this.deferred ??= new WebGPUError(`${fn}: ${err instanceof Error ? err.message : String(err)}`);
