@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ArgError } from '../src/index.ts';
 import { createKernels } from '../src/webgpu/index.ts';
-import { refCausalBackward, refCausalForward } from '../src/reference/index.ts';
+import { refBidirectionalForward, refCausalBackward, refCausalForward } from '../src/reference/index.ts';
 import { findAdapter, WebGPUError } from '../src/webgpu/device.ts';
 import { initWebGPU, type WebGPUKernels } from '../src/webgpu/kernels.ts';
 import { loadShaders, SHADER_FILES } from '../src/webgpu/shaders/index.ts';
@@ -134,6 +134,24 @@ describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped:
   it('workgroups stay within the device limit', async () => {
     expect(K.workgroupSize).toBeLessThanOrEqual(K.device.limits.maxComputeInvocationsPerWorkgroup);
     await expect(initWebGPU({ workgroupSize: 100_000 })).rejects.toThrow(/workgroupSize must be an integer/);
+  });
+
+  it('the largest workgroup the device allows (up to 256) gives the same results, both schedules', async () => {
+    const wg = Math.min(256, K.device.limits.maxComputeInvocationsPerWorkgroup, K.device.limits.maxComputeWorkgroupSizeX);
+    const { dOut, dState } = upstream(dims, 7);
+    const ref = refCausalForward(p);
+    const rg = refCausalBackward({ ...p, dOut, dState });
+    const rb = refBidirectionalForward(p);
+    for (const chunkParallel of [true, false]) {
+      const KW = await initWebGPU({ device: K.device, workgroupSize: wg, chunkParallel, chunkWindow: 2, poison: true });
+      expect(KW.workgroupSize).toBe(wg);
+      const f = await KW.causalForward({ ...p, chunk: 8 });
+      assertClose(`out (wg ${wg}, chunkParallel ${chunkParallel})`, ref.out, f.out, 1e-5);
+      const g = await KW.causalBackward({ ...p, stateOut: f.state, dOut, dState, chunk: 8 });
+      assertClose(`dk (wg ${wg}, chunkParallel ${chunkParallel})`, rg.dk, g.dk, 1e-5);
+      assertClose(`bidirectional out (wg ${wg}, chunkParallel ${chunkParallel})`, rb.out, (await KW.bidirectionalForward({ ...p, chunk: 8 })).out, 1e-5);
+      KW.dispose();
+    }
   });
 
   it('memory: per slice, forward independent of T and backward O(√(T/C)) checkpoints; chunk-parallel, bounded by windowBytes plus a checkpoint per window', async () => {
