@@ -15,7 +15,7 @@ export default defineConfig({
   // webgpu backend dynamically) would make Vite reload the page mid-run.
   optimizeDeps: { include: ['@tensorflow/tfjs', '@tensorflow/tfjs-backend-webgpu'] },
   test: {
-    include: ['test/kernels.test.ts', 'test/webgpu.test.ts', 'test/tfjs/webgpu_op.test.ts'],
+    include: ['test/kernels.test.ts', 'test/webgpu.test.ts', 'test/tfjs/webgpu_op.test.ts', 'test/tfjs/slim_webgpu.test.ts'],
     testTimeout: 300_000,
     hookTimeout: 300_000,
     browser: {

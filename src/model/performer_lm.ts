@@ -10,8 +10,10 @@ import * as tf from '@tensorflow/tfjs';
 import { randomProjection, Rng } from '../features/index.ts';
 import { embed } from '../tfjs/embedding.ts';
 import { performerAttention } from '../tfjs/op.ts';
+import { performerAttentionWebGPU } from '../tfjs/webgpu_op.ts';
 import type { AttnState, FeatureMap, StateGrad } from '../types.ts';
 import { emptyState, type Kernels } from '../wasm/kernels.ts';
+import type { WebGPUKernels } from '../webgpu/kernels.ts';
 import type { SequenceModel } from './sequence_model.ts';
 
 export interface PerformerLMConfig {
@@ -175,19 +177,42 @@ export class PerformerLM {
 
   /** `tokens: [B, T]` int32 → logits and states (see {@link ForwardOptions}). */
   forward(tokens: tf.Tensor2D, o: ForwardOptions = {}): ForwardResult {
+    const statesIn: AttnState[] = [];
+    const statesOut: AttnState[] = [];
+    const logits = this.run(tokens, o.offset ?? 0, (l, q, k, v) => attendLayer(this, l, q, k, v, o, statesIn, statesOut));
+    return { logits, statesIn, statesOut };
+  }
+
+  /**
+   * The forward on the TF.js `webgpu` backend with WebGPU kernels on TF.js's device
+   * (`performerAttentionWebGPU`): states are GPU tensors `[B·heads, gpuStateWords(features,
+   * headWidth)]` (undefined: empty), differentiable both ways, and nothing is read back.
+   */
+  forwardWebGPU(tokens: tf.Tensor2D, o: { kernels: WebGPUKernels; offset?: number; states?: Array<tf.Tensor2D | undefined> }): { logits: tf.Tensor3D; statesOut: tf.Tensor2D[] } {
+    const statesOut: tf.Tensor2D[] = [];
+    const { dModel: D, feature, features, chunk } = this.config;
+    const logits = this.run(tokens, o.offset ?? 0, (l, q, k, v) => {
+      const [B, , T] = q.shape;
+      const r = performerAttentionWebGPU(q, k, v, { kernels: o.kernels, feature, omega: this.omegas[l], m: features, causal: true, chunk, state: o.states?.[l] });
+      statesOut.push(r.state!);
+      return tf.reshape(tf.transpose(r.out, [0, 2, 1, 3]), [B, T, D]) as tf.Tensor3D;
+    });
+    return { logits, statesOut };
+  }
+
+  /** Embedding, blocks (attention by `attend(layer, q, k, v)` → `[B, T, width]`), head. */
+  private run(tokens: tf.Tensor2D, offset: number, attend: (l: number, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor3D): tf.Tensor3D {
     const [B, T] = tokens.shape;
     const { dModel: D, heads: H, preLN } = this.config;
     const hd = D / H;
-    const statesIn: AttnState[] = [];
-    const statesOut: AttnState[] = [];
-    let x: tf.Tensor = tf.add(embed(this.embed as unknown as tf.Tensor2D, tokens), positions(o.offset ?? 0, T, D));
+    let x: tf.Tensor = tf.add(embed(this.embed as unknown as tf.Tensor2D, tokens), positions(offset, T, D));
     const split = (y: tf.Tensor) => tf.transpose(tf.reshape(y, [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
     this.blocks.forEach((blk, l) => {
       const a = preLN ? layerNorm(x, blk.ln1g, blk.ln1b) : x;
       const q = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wq), blk.bq));
       const k = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wk), blk.bk));
       const v = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wv), blk.bv));
-      const merged = tf.reshape(attendLayer(this, l, q, k, v, o, statesIn, statesOut), [B * T, D]);
+      const merged = tf.reshape(attend(l, q, k, v), [B * T, D]);
       const attn = tf.reshape(tf.add(tf.matMul(merged, blk.wo), blk.bo), [B, T, D]);
       x = preLN ? tf.add(x, attn) : layerNorm(tf.add(x, attn), blk.ln1g, blk.ln1b);
       const f = preLN ? layerNorm(x, blk.ln2g, blk.ln2b) : x;
@@ -196,8 +221,7 @@ export class PerformerLM {
       x = preLN ? tf.add(x, ff) : layerNorm(tf.add(x, ff), blk.ln2g, blk.ln2b);
     });
     if (preLN) x = layerNorm(x, this.lnFg, this.lnFb);
-    const logits = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [B * T, D]), this.headW), this.headB), [B, T, this.config.vocabSize]) as tf.Tensor3D;
-    return { logits, statesIn, statesOut };
+    return tf.reshape(tf.add(tf.matMul(tf.reshape(x, [B * T, D]), this.headW), this.headB), [B, T, this.config.vocabSize]) as tf.Tensor3D;
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * Embedding lookup with a gradient that works on every TF.js backend: `tf.gather`'s own gradient
  * needs `UnsortedSegmentSum`, which tfjs-backend-wasm 4.22 does not have, so the rows are
- * scatter-added here instead.
+ * scatter-added here instead (on the host; the webgpu backend uses gather's own gradient).
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -9,6 +9,9 @@ import * as tf from '@tensorflow/tfjs';
 export function embed(table: tf.Tensor2D, ids: tf.Tensor2D): tf.Tensor3D {
   const [V, D] = table.shape;
   const [B, T] = ids.shape;
+  // On the webgpu backend gather's own gradient works (it has UnsortedSegmentSum), and reading
+  // the upstream gradient back to the host, as below, would be a GPU → CPU round trip.
+  if (tf.getBackend() === 'webgpu') return tf.reshape(tf.gather(table, tf.reshape(ids, [-1])), [B, T, D]);
   const idx = ids.dataSync();
   const op = tf.customGrad((t) => ({
     value: tf.reshape(tf.gather(t as tf.Tensor2D, tf.reshape(ids, [-1])), [B, T, D]),

@@ -8,7 +8,8 @@
  * - {@link PerformerAttention}, {@link PerformerBlock}: serialisable `tf.layers.Layer`s; call
  *   `await initTfjs()` (or `setKernels(k)`) once before running them.
  * - {@link PerformerLM}: a language model with slice-carried state and O(1)-per-token decoding.
- * - {@link SlimTrainer}, {@link slimGradients}, {@link fullGradients}: SLiM training.
+ * - {@link SlimTrainer}, {@link slimGradients}, {@link fullGradients}: SLiM training;
+ *   {@link SlimTrainerWebGPU}, {@link slimGradientsWebGPU}: the same on the `webgpu` TF.js backend.
  */
 export { performerAttention, type AttentionOptions, type AttentionResult } from './op.ts';
 export { performerAttentionWebGPU, tfjsWebGPUDevice, type WebGPUAttentionOptions, type WebGPUAttentionResult } from './webgpu_op.ts';
@@ -35,3 +36,4 @@ export {
   type StateSource,
 } from '../model/performer_lm.ts';
 export { SlimTrainer, slimGradients, fullGradients, type Batch, type Gradients, type TrainerOptions } from '../train/slim.ts';
+export { SlimTrainerWebGPU, slimGradientsWebGPU } from '../train/slim_webgpu.ts';

@@ -36,7 +36,7 @@ export interface Gradients {
   grads: Map<string, tf.Tensor>;
 }
 
-interface Split {
+export interface Split {
   B: number;
   T: number;
   inputs: Int32Array;
@@ -45,7 +45,8 @@ interface Split {
   count: number;
 }
 
-function split(model: SequenceModel, b: Batch): Split {
+/** A batch as inputs, targets and loss weights `[B·T]` (validated). */
+export function split(model: SequenceModel, b: Batch): Split {
   const B = b.batch;
   if (!Number.isSafeInteger(B) || B <= 0) throw new TypeError(`batch must be a positive integer, got ${B}`);
   if (!(b.tokens instanceof Int32Array) || b.tokens.length % B !== 0 || b.tokens.length / B < 2) {
@@ -74,14 +75,15 @@ function split(model: SequenceModel, b: Batch): Split {
   return { B, T, inputs, targets, weights, count };
 }
 
-function columns(x: Int32Array | Float32Array, B: number, T: number, t0: number, t1: number) {
+/** Columns `[t0, t1)` of a `[B, T]` array. */
+export function columns(x: Int32Array | Float32Array, B: number, T: number, t0: number, t1: number) {
   const out = new (x.constructor as Int32ArrayConstructor | Float32ArrayConstructor)(B * (t1 - t0));
   for (let i = 0; i < B; i++) out.set(x.subarray(i * T + t0, i * T + t1), i * (t1 - t0));
   return out;
 }
 
 /** Σ cross-entropy · weight / normaliser over a slice. */
-function sliceLoss(logits: tf.Tensor3D, targets: Int32Array, weights: Float32Array, normaliser: number): tf.Scalar {
+export function sliceLoss(logits: tf.Tensor3D, targets: Int32Array, weights: Float32Array, normaliser: number): tf.Scalar {
   const V = logits.shape[2];
   const flat = tf.reshape(logits, [-1, V]);
   const logp = tf.logSoftmax(flat);
@@ -89,7 +91,8 @@ function sliceLoss(logits: tf.Tensor3D, targets: Int32Array, weights: Float32Arr
   return tf.div(tf.neg(tf.sum(tf.mul(picked, tf.tensor1d(weights)))), Math.max(normaliser, 1)) as tf.Scalar;
 }
 
-function addInto(acc: Map<string, tf.Tensor>, name: string, g: tf.Tensor) {
+/** `acc[name] += g` (kept tensors). */
+export function addInto(acc: Map<string, tf.Tensor>, name: string, g: tf.Tensor) {
   const prev = acc.get(name);
   acc.set(name, prev ? tf.keep(tf.add(prev, g)) : tf.keep(g.clone()));
   prev?.dispose();
@@ -203,16 +206,35 @@ export class SlimTrainer {
 
   step(batch: Batch): { loss: number; tokens: number; gradNorm: number } {
     const g = this.options.mode === 'full' ? fullGradients(this.model, batch) : slimGradients(this.model, batch, this.options.sliceLength);
-    const names = [...g.grads.keys()];
-    const norm = tf.tidy(() => Math.sqrt(names.reduce((acc, n) => acc + tf.sum(tf.square(g.grads.get(n)!)).dataSync()[0], 0)));
-    const scale = this.options.clipNorm !== undefined && norm > this.options.clipNorm ? this.options.clipNorm / norm : 1;
-    const vars = new Map(this.model.namedVariables());
-    tf.tidy(() => {
-      const named: tf.NamedTensorMap = {};
-      for (const n of names) named[vars.get(n)!.name] = scale === 1 ? g.grads.get(n)! : tf.mul(g.grads.get(n)!, scale);
-      this.optimizer.applyGradients(named);
-    });
-    for (const t of g.grads.values()) t.dispose();
-    return { loss: g.loss, tokens: g.tokens, gradNorm: norm };
+    const norm = tf.tidy(() => Math.sqrt(total(gradSquares(g).dataSync())));
+    return applyStep(this.optimizer, this.model, g, norm, this.options.clipNorm);
   }
+}
+
+/** Σ of an array, in float64. */
+export function total(a: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return s;
+}
+
+/**
+ * ‖g‖² of each parameter gradient, `[parameters]` (summed by the caller with `total`: tf.addN of
+ * these scalars gave a wrong sum on tfjs-backend-webgpu 4.22 with ~40 inputs).
+ */
+export function gradSquares(g: Gradients): tf.Tensor1D {
+  return tf.stack([...g.grads.values()].map((t) => tf.sum(tf.square(t)))) as tf.Tensor1D;
+}
+
+/** Applies `g` (clipped to `clipNorm` given its global norm), then frees it. */
+export function applyStep(optimizer: tf.Optimizer, model: SequenceModel, g: Gradients, norm: number, clipNorm?: number): { loss: number; tokens: number; gradNorm: number } {
+  const scale = clipNorm !== undefined && norm > clipNorm ? clipNorm / norm : 1;
+  const vars = new Map(model.namedVariables());
+  tf.tidy(() => {
+    const named: tf.NamedTensorMap = {};
+    for (const [n, t] of g.grads) named[vars.get(n)!.name] = scale === 1 ? t : tf.mul(t, scale);
+    optimizer.applyGradients(named);
+  });
+  for (const t of g.grads.values()) t.dispose();
+  return { loss: g.loss, tokens: g.tokens, gradNorm: norm };
 }

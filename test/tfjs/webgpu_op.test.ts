@@ -18,42 +18,7 @@ import type { Dims, FeatureMap } from '../../src/types.ts';
 import { assertClose } from '../util/assert.ts';
 import { makeProblem, prefixState, upstream } from '../util/problems.ts';
 import { Rng } from '../util/rng.ts';
-
-async function tfWebGPU(): Promise<boolean> {
-  const g = globalThis as { navigator?: { gpu?: GPU } };
-  if (!g.navigator?.gpu) {
-    if (typeof window !== 'undefined') return false;
-    try {
-      const spec = 'webgpu';
-      const { create, globals } = (await import(/* @vite-ignore */ spec)) as { create: (f: string[]) => GPU; globals: object };
-      Object.assign(globalThis, globals);
-      const backends = process.env.SLIM_WEBGPU_BACKEND ? process.env.SLIM_WEBGPU_BACKEND.split(',') : ['default', 'opengles'];
-      let gpu: GPU | undefined;
-      for (const b of backends) {
-        const cand = create(b === 'default' ? [] : [`backend=${b}`]);
-        if (await cand.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions).catch(() => null)) {
-          gpu = cand;
-          break;
-        }
-      }
-      if (!gpu) return false;
-      const dawn = gpu;
-      const wrapped = {
-        // Core first, then compatibility (all Mesa GLES offers).
-        requestAdapter: async (o: GPURequestAdapterOptions = {}) =>
-          (await dawn.requestAdapter(o).catch(() => null)) ?? dawn.requestAdapter({ ...o, featureLevel: 'compatibility' } as GPURequestAdapterOptions),
-        getPreferredCanvasFormat: () => 'rgba8unorm',
-        wgslLanguageFeatures: (dawn as { wgslLanguageFeatures?: unknown }).wgslLanguageFeatures,
-      };
-      g.navigator ??= {};
-      Object.defineProperty(g.navigator, 'gpu', { value: wrapped, configurable: true });
-    } catch {
-      return false;
-    }
-  }
-  await import('@tensorflow/tfjs-backend-webgpu'); // registers 'webgpu' only if navigator.gpu exists
-  return tf.setBackend('webgpu').catch(() => false);
-}
+import { tfWebGPU } from '../util/tfjs_webgpu.ts';
 
 const ok = await tfWebGPU();
 

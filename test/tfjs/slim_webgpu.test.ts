@@ -1,0 +1,118 @@
+/**
+ * SLiM training on the TF.js webgpu backend with the WebGPU kernels (src/train/slim_webgpu.ts):
+ * the gradients of the whole sequence for several slice lengths equal full backpropagation on
+ * the cpu backend with the wasm kernels, with and without a padding mask, and nothing is read
+ * back synchronously. Skipped without a WebGPU adapter.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { init, type Kernels } from '../../src/index.ts';
+import { PerformerLM } from '../../src/model/performer_lm.ts';
+import { fullGradients, SlimTrainer, type Batch } from '../../src/train/slim.ts';
+import { slimGradientsWebGPU, SlimTrainerWebGPU } from '../../src/train/slim_webgpu.ts';
+import { tfjsWebGPUDevice } from '../../src/tfjs/webgpu_op.ts';
+import { initWebGPU, type WebGPUKernels } from '../../src/webgpu/kernels.ts';
+import type { FeatureMap } from '../../src/types.ts';
+import { Rng } from '../util/rng.ts';
+import { tfWebGPU } from '../util/tfjs_webgpu.ts';
+
+const T = 14;
+const ok = await tfWebGPU();
+
+function batch(seed: number, vocab: number, masked: boolean): Batch {
+  const rng = new Rng(seed);
+  const B = 2;
+  const tokens = Int32Array.from({ length: B * (T + 1) }, () => Math.floor(rng.next() * vocab));
+  const mask = masked ? Uint8Array.from({ length: B * (T + 1) }, (_, i) => (i % (T + 1) > T - 4 && i >= T + 1 ? 0 : 1)) : undefined;
+  return { tokens, batch: B, mask };
+}
+
+async function relErr(a: tf.Tensor, b: Float32Array): Promise<number> {
+  const x = (await a.data()) as Float32Array;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (x[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+}
+
+describe.skipIf(!ok)('SLiM on the GPU (TF.js webgpu backend, WebGPU kernels)', () => {
+  let W: Kernels;
+  let G: WebGPUKernels;
+  beforeAll(async () => {
+    W = await init();
+    G = await initWebGPU({ device: tfjsWebGPUDevice(), poison: true });
+  });
+  afterAll(async () => {
+    G?.dispose();
+    W?.dispose();
+    await tf.setBackend('webgpu');
+  });
+
+  for (const [feature, masked] of [['favor', false], ['favor', true], ['relu', false]] as Array<[FeatureMap, boolean]>) {
+    it(`gradients equal full backprop on the cpu backend: ${feature}, ${masked ? 'with' : 'no'} padding mask`, async () => {
+      await tf.setBackend('cpu');
+      const model = new PerformerLM(W, { vocabSize: 11, dModel: 16, heads: 2, layers: 2, ffn: 24, feature, features: feature === 'favor' ? 12 : 8, chunk: 4, seed: 3 });
+      const b = batch(5, 11, masked);
+      const full = fullGradients(model, b);
+      const ref = new Map([...full.grads].map(([n, g]) => [n, g.dataSync() as Float32Array]));
+      for (const g of full.grads.values()) g.dispose();
+      await tf.setBackend('webgpu');
+      const be = tf.backend() as unknown as { readSync: (...a: unknown[]) => unknown };
+      const readSync = be.readSync;
+      be.readSync = () => {
+        throw new Error('synchronous readback');
+      };
+      try {
+        for (const slice of [1, 5, T]) {
+          const before = tf.memory().numTensors;
+          const slim = await slimGradientsWebGPU(model, G, b, slice);
+          expect(Math.abs(slim.loss - full.loss) / full.loss, `loss, slice ${slice}`).toBeLessThan(1e-5);
+          expect(slim.tokens).toBe(full.tokens);
+          let worst = 0;
+          let worstName = '';
+          for (const [name, g] of ref) {
+            const e = await relErr(slim.grads.get(name)!, g);
+            if (e > worst) [worst, worstName] = [e, name];
+          }
+          expect(worst, `slice ${slice}: worst parameter ${worstName}`).toBeLessThan(1e-4);
+          for (const g of slim.grads.values()) g.dispose();
+          expect(tf.memory().numTensors, `slice ${slice}: tensors left behind`).toBe(before);
+        }
+      } finally {
+        be.readSync = readSync;
+        model.dispose();
+      }
+    });
+  }
+
+  it('SlimTrainerWebGPU takes the step SlimTrainer takes on the cpu backend (clipped SGD)', async () => {
+    const config = { vocabSize: 11, dModel: 16, heads: 2, layers: 2, ffn: 24, feature: 'favor' as const, features: 12, chunk: 4, seed: 9 };
+    const b = batch(7, 11, false);
+    await tf.setBackend('cpu');
+    const cpuModel = new PerformerLM(W, config);
+    const cpu = new SlimTrainer(cpuModel, { sliceLength: 5, optimizer: tf.train.sgd(0.1), clipNorm: 0.5 }).step(b);
+    const after = new Map(cpuModel.namedVariables().map(([n, v]) => [n, v.dataSync() as Float32Array]));
+    cpuModel.dispose();
+    await tf.setBackend('webgpu');
+    const gpuModel = new PerformerLM(W, config);
+    const gpu = await new SlimTrainerWebGPU(gpuModel, G, { sliceLength: 5, optimizer: tf.train.sgd(0.1), clipNorm: 0.5 }).step(b);
+    expect(cpu.gradNorm).toBeGreaterThan(0.5); // the clip is active
+    expect(Math.abs(gpu.gradNorm - cpu.gradNorm) / cpu.gradNorm).toBeLessThan(1e-4);
+    expect(Math.abs(gpu.loss - cpu.loss) / cpu.loss).toBeLessThan(1e-5);
+    for (const [n, v] of gpuModel.namedVariables()) expect(await relErr(v, after.get(n)!), n).toBeLessThan(1e-5);
+    gpuModel.dispose();
+  });
+
+  it('refuses another TF.js backend and a bad slice length', async () => {
+    await tf.setBackend('cpu');
+    const model = new PerformerLM(W, { vocabSize: 5, dModel: 8, heads: 2, layers: 1, ffn: 8, feature: 'relu', chunk: 4 });
+    const b = { tokens: new Int32Array([1, 2, 3, 4]), batch: 1 };
+    await expect(slimGradientsWebGPU(model, G, b, 2)).rejects.toThrow(/the TF.js backend is 'cpu', not 'webgpu'/);
+    await tf.setBackend('webgpu');
+    await expect(slimGradientsWebGPU(model, G, b, 0)).rejects.toThrow(/sliceLength must be a positive integer/);
+    model.dispose();
+  });
+});
