@@ -2,10 +2,11 @@
  * The training worker: TF.js (wasm backend, else cpu), the slim-performer wasm kernels, a
  * PerformerLM and the SLiM trainer. Everything heavy runs here so the page stays responsive.
  *
- * Why training uses the wasm kernels even where WebGPU exists: PerformerLM and SlimTrainer call
- * the attention kernels synchronously inside TF.js ops (and `causalUnroll` is wasm-only), while
- * every WebGPU kernel returns a Promise. The WebGPU backend is still probed and exercised here
- * (`webgpu-check`: one causal forward compared with wasm) and the page reports what it found.
+ * Training uses the wasm kernels even where WebGPU exists: the model, optimizer state and
+ * checkpoints live on the TF.js wasm backend, and the software adapters this page is tested on
+ * are far slower than wasm (GPU training is SlimTrainerWebGPU on the TF.js webgpu backend). The
+ * WebGPU backend is still probed and exercised here (`webgpu-check`: one causal forward compared
+ * with wasm) and the page reports what it found.
  */
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
