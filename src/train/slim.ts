@@ -219,8 +219,8 @@ export function total(a: ArrayLike<number>): number {
 }
 
 /**
- * ‖g‖² of each parameter gradient, `[parameters]` (summed by the caller with `total`: tf.addN of
- * these scalars gave a wrong sum on tfjs-backend-webgpu 4.22 with ~40 inputs).
+ * ‖g‖² of each parameter gradient, `[parameters]` (summed by the caller with `total`: tf.addN on
+ * tfjs-backend-webgpu 4.22 over Dawn/llvmpipe sums only the first 7 of 8 or more inputs).
  */
 export function gradSquares(g: Gradients): tf.Tensor1D {
   return tf.stack([...g.grads.values()].map((t) => tf.sum(tf.square(t)))) as tf.Tensor1D;
