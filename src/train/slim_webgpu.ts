@@ -26,53 +26,63 @@ export async function slimGradientsWebGPU(model: PerformerLM, kernels: WebGPUKer
   for (let t0 = 0; t0 < s.T; t0 += sliceLength) starts.push(t0);
   const tokens = (t0: number, t1: number) => tf.tensor2d(columns(s.inputs, s.B, s.T, t0, t1), [s.B, t1 - t0], 'int32');
 
-  // Pass 1: each slice's starting states (undefined: empty).
+  const defined = (xs: Array<tf.Tensor | undefined>) => xs.filter((x): x is tf.Tensor => !!x);
+  // Each slice's starting states (undefined: empty), kept from pass 1 until pass 2 is done with
+  // them; whatever is left (after an error) is freed at the end.
   const startStates: Array<Array<tf.Tensor2D | undefined>> = [];
-  let states: Array<tf.Tensor2D | undefined> = new Array(L).fill(undefined);
-  for (const t0 of starts) {
-    startStates.push(states);
-    const t1 = Math.min(t0 + sliceLength, s.T);
-    const before = states;
-    states = tf.tidy(() => model.forwardWebGPU(tokens(t0, t1), { kernels, offset: t0, states: before }).statesOut);
-  }
-  tf.dispose(states.filter((x): x is tf.Tensor2D => !!x)); // the final states: nothing flows back into them
-
-  // Pass 2: reverse walk; G[l] = gradient of the loss w.r.t. layer l's state at the slice's end.
   const grads = new Map<string, tf.Tensor>();
   let G: Array<tf.Tensor2D | undefined> = new Array(L).fill(undefined);
   const losses: tf.Scalar[] = [];
+  let done = false;
   try {
+    // Pass 1: forward without gradients.
+    let states: Array<tf.Tensor2D | undefined> = new Array(L).fill(undefined);
+    for (const t0 of starts) {
+      startStates.push(states);
+      const t1 = Math.min(t0 + sliceLength, s.T);
+      const before = states;
+      states = tf.tidy(() => model.forwardWebGPU(tokens(t0, t1), { kernels, offset: t0, states: before }).statesOut);
+    }
+    tf.dispose(defined(states)); // the final states: nothing flows back into them
+
+    // Pass 2: reverse walk; G[l] = gradient of the loss w.r.t. layer l's state at the slice's end.
     for (let si = starts.length - 1; si >= 0; si--) {
       const t0 = starts[si];
       const t1 = Math.min(t0 + sliceLength, s.T);
       const stateVars: Array<tf.Variable | undefined> = startStates[si].map((x) => (x ? tf.variable(x, true) : undefined));
       const live = stateVars.filter((v): v is tf.Variable => !!v);
       const nextG: Array<tf.Tensor2D | undefined> = new Array(L).fill(undefined);
-      tf.tidy(() => {
-        const { grads: g } = tf.variableGrads(() => {
-          const f = model.forwardWebGPU(tokens(t0, t1), { kernels, offset: t0, states: stateVars as Array<tf.Tensor2D | undefined> });
-          const loss = sliceLoss(f.logits, columns(s.targets, s.B, s.T, t0, t1) as Int32Array, columns(s.weights, s.B, s.T, t0, t1) as Float32Array, s.count);
-          losses.push(tf.keep(tf.clone(loss)));
-          let total: tf.Scalar = loss;
-          f.statesOut.forEach((st, l) => {
-            const up = G[l];
-            if (up) total = tf.add(total, tf.sum(tf.mul(st, up)));
+      try {
+        tf.tidy(() => {
+          const { grads: g } = tf.variableGrads(() => {
+            const f = model.forwardWebGPU(tokens(t0, t1), { kernels, offset: t0, states: stateVars as Array<tf.Tensor2D | undefined> });
+            const loss = sliceLoss(f.logits, columns(s.targets, s.B, s.T, t0, t1) as Int32Array, columns(s.weights, s.B, s.T, t0, t1) as Float32Array, s.count);
+            losses.push(tf.keep(tf.clone(loss)));
+            let objective: tf.Scalar = loss;
+            f.statesOut.forEach((st, l) => {
+              const up = G[l];
+              if (up) objective = tf.add(objective, tf.sum(tf.mul(st, up)));
+            });
+            return objective;
+          }, [...vars.map(([, v]) => v), ...live]);
+          for (const [name, v] of vars) addInto(grads, name, g[v.name]);
+          stateVars.forEach((v, l) => {
+            if (v) nextG[l] = tf.keep(g[v.name]) as tf.Tensor2D;
           });
-          return total;
-        }, [...vars.map(([, v]) => v), ...live]);
-        for (const [name, v] of vars) addInto(grads, name, g[v.name]);
-        stateVars.forEach((v, l) => {
-          if (v) nextG[l] = tf.keep(g[v.name]) as tf.Tensor2D;
         });
-      });
-      tf.dispose([...live, ...startStates[si].filter((x): x is tf.Tensor2D => !!x), ...G.filter((x): x is tf.Tensor2D => !!x)]);
-      G = nextG;
+      } finally {
+        tf.dispose([...live, ...defined(startStates[si]), ...defined(G)]);
+        startStates[si] = [];
+        G = nextG;
+      }
     }
     let loss = 0;
     for (const l of losses) loss += (await l.data())[0];
+    done = true;
     return { loss, tokens: s.count, grads };
   } finally {
-    tf.dispose([...losses, ...G.filter((x): x is tf.Tensor2D => !!x)]);
+    tf.dispose([...losses, ...defined(G), ...startStates.flatMap(defined)]);
+    if (!done) tf.dispose([...grads.values()]);
   }
 }
 
