@@ -8,17 +8,11 @@ import { init, type Kernels } from '../../src/index.ts';
 import { PerformerLM } from '../../src/model/performer_lm.ts';
 import { fullGradients, slimGradients, SlimTrainer, type Batch } from '../../src/train/slim.ts';
 import type { FeatureMap } from '../../src/types.ts';
-import { Rng } from '../util/rng.ts';
+import { lmBatch } from '../util/lm.ts';
 
 const T = 14;
 
-function batch(seed: number, vocab: number, masked: boolean): Batch {
-  const rng = new Rng(seed);
-  const B = 2;
-  const tokens = Int32Array.from({ length: B * (T + 1) }, () => Math.floor(rng.next() * vocab));
-  const mask = masked ? Uint8Array.from({ length: B * (T + 1) }, (_, i) => (i % (T + 1) > T - 4 && i >= T + 1 ? 0 : 1)) : undefined;
-  return { tokens, batch: B, mask };
-}
+const batch = (seed: number, vocab: number, masked: boolean): Batch => lmBatch(seed, vocab, masked, T);
 
 function relErr(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.norm(tf.sub(a, b)).dataSync()[0] / Math.max(tf.norm(b).dataSync()[0], 1e-30));

@@ -13,19 +13,13 @@ import { slimGradientsWebGPU, SlimTrainerWebGPU } from '../../src/train/slim_web
 import { tfjsWebGPUDevice } from '../../src/tfjs/webgpu_op.ts';
 import { initWebGPU, type WebGPUKernels } from '../../src/webgpu/kernels.ts';
 import type { FeatureMap } from '../../src/types.ts';
-import { Rng } from '../util/rng.ts';
+import { lmBatch } from '../util/lm.ts';
 import { tfWebGPU } from '../util/tfjs_webgpu.ts';
 
 const T = 14;
 const ok = await tfWebGPU();
 
-function batch(seed: number, vocab: number, masked: boolean): Batch {
-  const rng = new Rng(seed);
-  const B = 2;
-  const tokens = Int32Array.from({ length: B * (T + 1) }, () => Math.floor(rng.next() * vocab));
-  const mask = masked ? Uint8Array.from({ length: B * (T + 1) }, (_, i) => (i % (T + 1) > T - 4 && i >= T + 1 ? 0 : 1)) : undefined;
-  return { tokens, batch: B, mask };
-}
+const batch = (seed: number, vocab: number, masked: boolean): Batch => lmBatch(seed, vocab, masked, T);
 
 async function relErr(a: tf.Tensor, b: Float32Array): Promise<number> {
   const x = (await a.data()) as Float32Array;
