@@ -229,39 +229,110 @@ export class PerformerLM {
    * carried states, so each new token costs the same whatever the context length.
    * Sampling: temperature (0 = greedy) and top-k, reproducible from `seed`.
    */
-  generate(
-    prompt: number[],
-    o: { maxNewTokens: number; temperature?: number; topK?: number; seed?: number; sliceLength?: number; onToken?: (t: number) => void },
-  ): number[] {
-    if (prompt.length === 0) throw new TypeError('generate: prompt must hold at least one token');
-    const rng = new Rng(o.seed ?? 0);
+  generate(prompt: number[], o: GenerateOptions): number[] {
     let states: AttnState[] = this.emptyStates(1);
-    let pos = 0;
-    let last: Float32Array = new Float32Array(0);
-    const step = (ids: number[]) => {
-      const r = tf.tidy(() => {
+    return decode(prompt, o, (ids, pos) =>
+      tf.tidy(() => {
         const f = this.forward(tf.tensor2d(ids, [1, ids.length], 'int32'), { offset: pos, states });
         states = f.statesOut;
-        return f.logits.slice([0, ids.length - 1, 0], [1, 1, -1]).dataSync() as Float32Array;
+        return Float32Array.from(f.logits.slice([0, ids.length - 1, 0], [1, 1, -1]).dataSync());
+      }),
+    );
+  }
+
+  /**
+   * `generate` on the TF.js `webgpu` backend with WebGPU kernels: the states stay on the GPU and
+   * only each step's last logits are read back (asynchronously); the same tokens as `generate`.
+   */
+  async generateWebGPU(prompt: number[], o: GenerateOptions & { kernels: WebGPUKernels }): Promise<number[]> {
+    let states: Array<tf.Tensor2D | undefined> = new Array(this.config.layers).fill(undefined);
+    try {
+      return await decode(prompt, o, async (ids, pos) => {
+        const before = states;
+        const { last, next } = tf.tidy(() => {
+          const f = this.forwardWebGPU(tf.tensor2d(ids, [1, ids.length], 'int32'), { kernels: o.kernels, offset: pos, states: before });
+          return { last: f.logits.slice([0, ids.length - 1, 0], [1, 1, -1]), next: f.statesOut };
+        });
+        states = next;
+        tf.dispose(before.filter((x): x is tf.Tensor2D => !!x));
+        try {
+          return Float32Array.from(await last.data());
+        } finally {
+          last.dispose();
+        }
       });
-      pos += ids.length;
-      last = Float32Array.from(r);
-    };
-    const slice = o.sliceLength ?? 256;
-    for (let i = 0; i < prompt.length; i += slice) step(prompt.slice(i, i + slice));
-    const out: number[] = [];
-    for (let n = 0; n < o.maxNewTokens; n++) {
-      const tok = sample(last, o.temperature ?? 1, o.topK ?? 0, rng);
-      out.push(tok);
-      o.onToken?.(tok);
-      if (n + 1 < o.maxNewTokens) step([tok]);
+    } finally {
+      tf.dispose(states.filter((x): x is tf.Tensor2D => !!x));
     }
-    return out;
   }
 
   dispose(): void {
     for (const [, v] of this.namedVariables()) v.dispose();
     if (!this.config.preLN) [this.lnFg, this.lnFb].forEach((v) => v.dispose());
+  }
+}
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  temperature?: number;
+  topK?: number;
+  seed?: number;
+  /** Prompt tokens per forward call (default 256). */
+  sliceLength?: number;
+  onToken?: (t: number) => void;
+}
+
+/**
+ * The decoding loop of `generate`: `step(ids, position)` runs tokens from `position` and returns
+ * the last token's logits (synchronously, or as a Promise for the GPU).
+ */
+function decode(prompt: number[], o: GenerateOptions, step: (ids: number[], pos: number) => Float32Array): number[];
+function decode(prompt: number[], o: GenerateOptions, step: (ids: number[], pos: number) => Promise<Float32Array>): Promise<number[]>;
+function decode(prompt: number[], o: GenerateOptions, step: (ids: number[], pos: number) => Float32Array | Promise<Float32Array>): number[] | Promise<number[]> {
+  if (prompt.length === 0) throw new TypeError('generate: prompt must hold at least one token');
+  const rng = new Rng(o.seed ?? 0);
+  const slice = o.sliceLength ?? 256;
+  const chunks: number[][] = [];
+  for (let i = 0; i < prompt.length; i += slice) chunks.push(prompt.slice(i, i + slice));
+  const out: number[] = [];
+  // One generator drives both: each `yield` hands back a step's logits.
+  function* run(): Generator<[number[], number], number[], Float32Array> {
+    let pos = 0;
+    let last: Float32Array = new Float32Array(0);
+    for (const ids of chunks) {
+      last = yield [ids, pos];
+      pos += ids.length;
+    }
+    for (let n = 0; n < o.maxNewTokens; n++) {
+      const tok = sample(last, o.temperature ?? 1, o.topK ?? 0, rng);
+      out.push(tok);
+      o.onToken?.(tok);
+      if (n + 1 < o.maxNewTokens) {
+        last = yield [[tok], pos];
+        pos += 1;
+      }
+    }
+    return out;
+  }
+  const g = run();
+  let r = g.next();
+  if (r.done) return r.value;
+  const first = step(...r.value);
+  if (first instanceof Promise) {
+    return (async () => {
+      let logits = await first;
+      for (;;) {
+        r = g.next(logits);
+        if (r.done) return r.value;
+        logits = await step(...r.value);
+      }
+    })();
+  }
+  let logits = first;
+  for (;;) {
+    r = g.next(logits);
+    if (r.done) return r.value;
+    logits = step(...r.value) as Float32Array;
   }
 }
 

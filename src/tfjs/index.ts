@@ -32,6 +32,7 @@ export {
   positions,
   type PerformerLMConfig,
   type ForwardOptions,
+  type GenerateOptions,
   type ForwardResult,
   type StateSource,
 } from '../model/performer_lm.ts';

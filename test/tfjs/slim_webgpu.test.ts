@@ -2,7 +2,8 @@
  * SLiM training on the TF.js webgpu backend with the WebGPU kernels (src/train/slim_webgpu.ts):
  * the gradients of the whole sequence for several slice lengths equal full backpropagation on
  * the cpu backend with the wasm kernels, with and without a padding mask, and nothing is read
- * back synchronously. Skipped without a WebGPU adapter.
+ * back synchronously; a trainer step equals SlimTrainer's; decoding on the GPU gives the tokens
+ * of `generate`. Skipped without a WebGPU adapter.
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -97,6 +98,30 @@ describe.skipIf(!ok)('SLiM on the GPU (TF.js webgpu backend, WebGPU kernels)', (
     expect(Math.abs(gpu.gradNorm - cpu.gradNorm) / cpu.gradNorm).toBeLessThan(1e-4);
     expect(Math.abs(gpu.loss - cpu.loss) / cpu.loss).toBeLessThan(1e-5);
     for (const [n, v] of gpuModel.namedVariables()) expect(await relErr(v, after.get(n)!), n).toBeLessThan(1e-5);
+    gpuModel.dispose();
+  });
+
+  it('generateWebGPU decodes the tokens generate does on the cpu backend (greedy and sampled), states on the GPU', async () => {
+    const config = { vocabSize: 11, dModel: 16, heads: 2, layers: 2, ffn: 24, feature: 'favor' as const, features: 12, chunk: 4, seed: 4 };
+    const prompt = [1, 5, 2, 7, 3, 3, 9];
+    const runs = [
+      { maxNewTokens: 9, temperature: 0 },
+      { maxNewTokens: 9, temperature: 1, topK: 5, seed: 3, sliceLength: 3 },
+    ];
+    await tf.setBackend('cpu');
+    const cpuModel = new PerformerLM(W, config);
+    const want = runs.map((o) => cpuModel.generate(prompt, o));
+    cpuModel.dispose();
+    await tf.setBackend('webgpu');
+    const gpuModel = new PerformerLM(W, config);
+    const before = tf.memory().numTensors;
+    for (const [i, o] of runs.entries()) {
+      const seen: number[] = [];
+      const got = await gpuModel.generateWebGPU(prompt, { ...o, kernels: G, onToken: (t) => seen.push(t) });
+      expect(got, `run ${i}`).toEqual(want[i]);
+      expect(seen).toEqual(got);
+    }
+    expect(tf.memory().numTensors, 'no tensors left behind').toBe(before);
     gpuModel.dispose();
   });
 
