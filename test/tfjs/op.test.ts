@@ -12,35 +12,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, type Kernels } from '../../src/index.ts';
 import { randomProjection } from '../../src/features/index.ts';
 import { performerAttention } from '../../src/tfjs/op.ts';
-import type { AttnState, FeatureMap, StateGrad } from '../../src/types.ts';
+import type { AttnState, Dims, FeatureMap, StateGrad } from '../../src/types.ts';
+import { relErr } from '../util/assert.ts';
 import { Rng } from '../util/rng.ts';
 
 const require = createRequire(import.meta.url);
 
-interface Problem {
-  b: number;
-  h: number;
-  t: number;
-  d: number;
-  m: number;
-  dv: number;
+interface Problem extends Dims {
   feature: FeatureMap;
   omega?: Float32Array;
 }
 
 function randn(rng: Rng, n: number, scale = 1): Float32Array {
   return Float32Array.from({ length: n }, () => rng.normal() * scale);
-}
-
-function relErr(got: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let se = 0;
-  let sr = 0;
-  for (let i = 0; i < ref.length; i++) {
-    se += (got[i] - ref[i]) ** 2;
-    sr += ref[i] ** 2;
-  }
-  if (!Number.isFinite(se)) return Infinity;
-  return se === 0 ? 0 : Math.sqrt(se / Math.max(sr, 1e-300));
 }
 
 /** `[h, m, d]` → `[b, h, m, d]` tensor (tiled over the batch). */
@@ -232,25 +216,25 @@ for (const backend of ['cpu', 'wasm'] as const) {
           const ref = plainAttention(q, k, v, cs.state ? S : undefined, cs.state ? z : undefined, p, c, stateOut?.offset);
           const refGrads = cs.state ? tf.grads(plainLoss)([q, k, v, S, z]) : tf.grads((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor) => plainLoss(qi, ki, vi))([q, k, v]);
 
-          expect(relErr(opOut.out.dataSync(), ref.out.dataSync()), 'out').toBeLessThan(TOL);
-          expect(relErr(gq.dataSync(), refGrads[0].dataSync()), 'dq').toBeLessThan(TOL);
-          expect(relErr(gk.dataSync(), refGrads[1].dataSync()), 'dk').toBeLessThan(TOL);
-          expect(relErr(gv.dataSync(), refGrads[2].dataSync()), 'dv').toBeLessThan(TOL);
+          expect(relErr(ref.out.dataSync(), opOut.out.dataSync()), 'out').toBeLessThan(TOL);
+          expect(relErr(refGrads[0].dataSync(), gq.dataSync()), 'dq').toBeLessThan(TOL);
+          expect(relErr(refGrads[1].dataSync(), gk.dataSync()), 'dk').toBeLessThan(TOL);
+          expect(relErr(refGrads[2].dataSync(), gv.dataSync()), 'dv').toBeLessThan(TOL);
           if (cs.causal) {
-            expect(relErr(stateOut!.S, ref.S!.dataSync()), 'state out S').toBeLessThan(TOL);
-            expect(relErr(stateOut!.z, ref.z!.dataSync()), 'state out z').toBeLessThan(TOL);
+            expect(relErr(ref.S!.dataSync(), stateOut!.S), 'state out S').toBeLessThan(TOL);
+            expect(relErr(ref.z!.dataSync(), stateOut!.z), 'state out z').toBeLessThan(TOL);
             expect(dState, 'state gradient delivered').toBeDefined();
             if (cs.state) {
-              expect(relErr(dState!.S, refGrads[3].dataSync()), 'dS').toBeLessThan(TOL);
-              expect(relErr(dState!.z, refGrads[4].dataSync()), 'dz').toBeLessThan(TOL);
+              expect(relErr(refGrads[3].dataSync(), dState!.S), 'dS').toBeLessThan(TOL);
+              expect(relErr(refGrads[4].dataSync(), dState!.z), 'dz').toBeLessThan(TOL);
             } else {
               // The empty state's gradient is still defined (S, z enter linearly; 0 for favor, whose empty frame is exp(−∞)).
               const [dS0, dz0] = tf.grads((Si: tf.Tensor, zi: tf.Tensor) => {
                 const r = plainAttention(q, k, v, Si, zi, p, c, stateOut!.offset);
                 return tf.add(tf.sum(tf.mul(r.out, w)), tf.add(tf.sum(tf.mul(r.S!, G!)), tf.sum(tf.mul(r.z!, Gz!)))) as tf.Scalar;
               })([S, z]);
-              expect(relErr(dState!.S, dS0.dataSync()), 'dS (empty state)').toBeLessThan(TOL);
-              expect(relErr(dState!.z, dz0.dataSync()), 'dz (empty state)').toBeLessThan(TOL);
+              expect(relErr(dS0.dataSync(), dState!.S), 'dS (empty state)').toBeLessThan(TOL);
+              expect(relErr(dz0.dataSync(), dState!.z), 'dz (empty state)').toBeLessThan(TOL);
             }
             if (cs.feature === 'favor') {
               // The output offset is the running key maximum.
@@ -290,7 +274,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
         )([cut(q, 0, 5), cut(k, 0, 5), cut(v, 0, 5)]);
         for (let i = 0; i < 3; i++) {
           const joined = tf.concat([g1[i], g2[i]], 2);
-          expect(relErr(joined.dataSync(), whole[i].dataSync()), `grad ${'qkv'[i]}`).toBeLessThan(TOL);
+          expect(relErr(whole[i].dataSync(), joined.dataSync()), `grad ${'qkv'[i]}`).toBeLessThan(TOL);
         }
       });
       expect(tf.memory().numTensors).toBe(before);

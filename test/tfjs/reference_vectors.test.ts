@@ -11,6 +11,7 @@ import { init, type Kernels } from '../../src/index.ts';
 import { parseSafetensors, type Tensor } from '../../src/io/safetensors.ts';
 import { ReferenceLM } from '../../src/model/reference_lm.ts';
 import { fullGradients, slimGradients, type Batch } from '../../src/train/slim.ts';
+import { relErr } from '../util/assert.ts';
 
 const DIR = resolve(import.meta.dirname, '../fixtures/slim-reference');
 const MODELS = readdirSync(DIR)
@@ -18,17 +19,6 @@ const MODELS = readdirSync(DIR)
   .map((f) => f.replace('.weights.safetensors', ''));
 
 const load = (f: string) => parseSafetensors(new Uint8Array(readFileSync(resolve(DIR, f))));
-
-/** ‖got − ref‖ / ‖ref‖ */
-function relErr(ref: ArrayLike<number>, got: ArrayLike<number>): number {
-  let e = 0;
-  let r = 0;
-  for (let i = 0; i < ref.length; i++) {
-    e += (got[i] - ref[i]) ** 2;
-    r += ref[i] ** 2;
-  }
-  return Math.sqrt(e / r);
-}
 
 describe('matches the SLiM reference implementation', () => {
   let K: Kernels;

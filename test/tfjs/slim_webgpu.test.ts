@@ -14,6 +14,7 @@ import { slimGradientsWebGPU, SlimTrainerWebGPU } from '../../src/train/slim_web
 import { tfjsWebGPUDevice } from '../../src/tfjs/webgpu_op.ts';
 import { initWebGPU, type WebGPUKernels } from '../../src/webgpu/kernels.ts';
 import type { FeatureMap } from '../../src/types.ts';
+import { relErr } from '../util/assert.ts';
 import { lmBatch } from '../util/lm.ts';
 import { tfWebGPU } from '../util/tfjs_webgpu.ts';
 
@@ -21,17 +22,6 @@ const T = 14;
 const ok = await tfWebGPU();
 
 const batch = (seed: number, vocab: number, masked: boolean): Batch => lmBatch(seed, vocab, masked, T);
-
-async function relErr(a: tf.Tensor, b: Float32Array): Promise<number> {
-  const x = (await a.data()) as Float32Array;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (x[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
-}
 
 describe.skipIf(!ok)('SLiM on the GPU (TF.js webgpu backend, WebGPU kernels)', () => {
   let W: Kernels;
@@ -69,7 +59,7 @@ describe.skipIf(!ok)('SLiM on the GPU (TF.js webgpu backend, WebGPU kernels)', (
           let worst = 0;
           let worstName = '';
           for (const [name, g] of ref) {
-            const e = await relErr(slim.grads.get(name)!, g);
+            const e = relErr(g, await slim.grads.get(name)!.data());
             if (e > worst) [worst, worstName] = [e, name];
           }
           expect(worst, `slice ${slice}: worst parameter ${worstName}`).toBeLessThan(1e-4);
@@ -97,7 +87,7 @@ describe.skipIf(!ok)('SLiM on the GPU (TF.js webgpu backend, WebGPU kernels)', (
     expect(cpu.gradNorm).toBeGreaterThan(0.5); // the clip is active
     expect(Math.abs(gpu.gradNorm - cpu.gradNorm) / cpu.gradNorm).toBeLessThan(1e-4);
     expect(Math.abs(gpu.loss - cpu.loss) / cpu.loss).toBeLessThan(1e-5);
-    for (const [n, v] of gpuModel.namedVariables()) expect(await relErr(v, after.get(n)!), n).toBeLessThan(1e-5);
+    for (const [n, v] of gpuModel.namedVariables()) expect(relErr(after.get(n)!, await v.data()), n).toBeLessThan(1e-5);
     gpuModel.dispose();
   });
 

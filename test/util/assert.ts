@@ -25,6 +25,12 @@ export function errorStats(ref: ArrayLike<number>, got: ArrayLike<number>): Erro
   return { maxAbs, refMaxAbs, relRms };
 }
 
+/** ‖got − ref‖ / ‖ref‖: 0 when equal, Infinity when anything is not finite (or ref is 0 and got is not). */
+export function relErr(ref: ArrayLike<number>, got: ArrayLike<number>): number {
+  const r = errorStats(ref, got).relRms;
+  return Number.isFinite(r) ? r : Infinity;
+}
+
 /**
  * Throws unless `got` matches `ref` elementwise: |got − ref| ≤ tol·max|ref| + atol everywhere
  * (a NaN anywhere fails). The message reports the max-abs and relative RMS errors.
