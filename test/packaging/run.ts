@@ -149,6 +149,16 @@ const packDir = join(tmpdir(), `slim-pack-tarball-${process.pid}`);
 const tarball = packTarball(packDir, argv.includes('--build'));
 console.log(`tarball: ${tarball} (${(readFileSync(tarball).length / 1024).toFixed(1)} KiB)`);
 
+/** Runs `body` in a fresh consumer project with the tarball installed, removed afterwards. */
+async function inConsumer(name: string, type: 'module' | 'commonjs', body: (dir: string) => Promise<string>): Promise<string> {
+  const dir = consumerProject(name, tarball, { type });
+  try {
+    return await body(dir);
+  } finally {
+    cleanup(dir);
+  }
+}
+
 await scenario('lint', async () => {
   const pub = sh(join(ROOT, 'node_modules/.bin/publint'), ['run', '--strict', tarball]);
   if (pub.code !== 0 || /error|warning/i.test(pub.out.replace(/Running publint.*\n/, ''))) throw new Error(`publint:\n${pub.out}`);
@@ -158,34 +168,27 @@ await scenario('lint', async () => {
 });
 
 await scenario('node-esm', async () => {
-  const dir = consumerProject('esm', tarball, { type: 'module' });
-  try {
+  return inConsumer('esm', 'module', async (dir) => {
     linkFromRepo(dir, '@tensorflow');
     writeFileSync(join(dir, 'main.mjs'), ESM_MAIN(true));
     const r = (await runConsumer(process.execPath, ['main.mjs'], dir)) as RuntimeResult;
     return checkRuntime(r, true);
-  } finally {
-    cleanup(dir);
-  }
+  });
 });
 
 await scenario('node-cjs', async () => {
-  const dir = consumerProject('cjs', tarball, { type: 'commonjs' });
-  try {
+  return inConsumer('cjs', 'commonjs', async (dir) => {
     linkFromRepo(dir, '@tensorflow');
     const src = readFileSync(join(dir, 'probe.js'), 'utf8').replace('export async function probe', 'async function probe');
     writeFileSync(join(dir, 'probe.cjs'), `${src}\nmodule.exports = { probe };\n`);
     writeFileSync(join(dir, 'main.cjs'), CJS_MAIN);
     const r = (await runConsumer(process.execPath, ['main.cjs'], dir)) as RuntimeResult;
     return checkRuntime(r, true);
-  } finally {
-    cleanup(dir);
-  }
+  });
 });
 
 await scenario('typescript', async () => {
-  const dir = consumerProject('ts', tarball, { type: 'module' });
-  try {
+  return inConsumer('ts', 'module', async (dir) => {
     linkFromRepo(dir, '@tensorflow');
     linkFromRepo(dir, '@webgpu/types');
     const body = `
@@ -227,24 +230,19 @@ export async function main(): Promise<number> {
       out.push(`${cfg}: ok${r.code !== 0 ? ' (errors only inside @tensorflow declarations)' : ''}`);
     }
     return `tsc ${must(process.execPath, [tsc, '--version']).trim()}; ${out.join('; ')}`;
-  } finally {
-    cleanup(dir);
-  }
+  });
 });
 
 for (const rt of ['bun', 'deno'] as const) {
   await scenario(rt, async () => {
-    const bin = runtimeBin(rt);
-    if (!bin.path) return `SKIP: ${bin.why}`;
-    const dir = consumerProject(rt, tarball, { type: 'module' });
-    try {
+    const { path, why } = runtimeBin(rt);
+    if (!path) return `SKIP: ${why}`;
+    return inConsumer(rt, 'module', async (dir) => {
       writeFileSync(join(dir, 'main.mjs'), ESM_MAIN(false));
       const args = rt === 'bun' ? ['main.mjs'] : ['run', '--allow-read', '--allow-env', '--allow-sys', 'main.mjs'];
-      const r = (await runConsumer(bin.path, args, dir, 180_000, { DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' })) as RuntimeResult;
+      const r = (await runConsumer(path, args, dir, 180_000, { DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' })) as RuntimeResult;
       return checkRuntime(r, false);
-    } finally {
-      cleanup(dir);
-    }
+    });
   });
 }
 
