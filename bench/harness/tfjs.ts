@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { register, createRequire } from 'node:module';
 import path from 'node:path';
+import type { Measured } from './types.ts';
 
 const require = createRequire(import.meta.url);
 let ready: Promise<void> | null = null;
@@ -92,17 +93,18 @@ export async function tfjsTrim(): Promise<void> {
 }
 
 /**
- * Run fn once under tf.profile. Peak = the engine's largest tensor byte count seen after any
- * kernel during the call (includes tensors alive before the call, e.g. a method's mask).
+ * A TF.js method's measurement: fn once under tf.profile. Peak = the engine's largest tensor
+ * byte count seen after any kernel during the call (includes tensors alive before the call,
+ * e.g. a method's mask); the wasm heap's size afterwards is the call's high-water mark.
  */
-export async function profiledRun(fn: () => unknown): Promise<{ peakBytes: number; ms: number; heapBytes: number; newBytes: number }> {
+export async function profiledRun(fn: () => unknown): Promise<Measured> {
   const t0 = performance.now();
   const info = await tf.profile(() => {
     fn();
     return [] as tf.Tensor[];
   });
   const ms = performance.now() - t0;
-  return { peakBytes: info.peakBytes, ms, heapBytes: wasmHeapBytes(), newBytes: info.newBytes };
+  return { peakBytes: info.peakBytes, ms, warmed: true, detail: { wasmHeapHighWaterBytes: wasmHeapBytes(), profileNewBytes: info.newBytes } };
 }
 
 export { tf };

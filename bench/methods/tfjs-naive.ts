@@ -12,7 +12,7 @@
  * read-back of the results. Peak memory: tf.profile peakBytes (engine tensor bytes; see
  * tfjs-softmax.ts); the JSON also holds the wasm heap high-water mark.
  */
-import type { BenchCase, Inputs, Measured, Method, Mode } from '../harness/types.ts';
+import type { BenchCase, Inputs, Method, Mode } from '../harness/types.ts';
 import { tf, tfjsReady, tfjsReset, tfjsTrim, profiledRun } from '../harness/tfjs.ts';
 
 interface Ctx {
@@ -120,10 +120,7 @@ export const tfjsNaive: Method<Ctx> = {
   },
   fwd,
   fwdbwd,
-  async measure(ctx, mode): Promise<Measured> {
-    const r = await profiledRun(() => (mode === 'fwd' ? fwd(ctx) : fwdbwd(ctx)));
-    return { peakBytes: r.peakBytes, ms: r.ms, warmed: true, detail: { wasmHeapHighWaterBytes: r.heapBytes, profileNewBytes: r.newBytes } };
-  },
+  measure: (ctx, mode) => profiledRun(() => (mode === 'fwd' ? fwd(ctx) : fwdbwd(ctx))),
   flops,
   async dispose(ctx) {
     ctx.omega.dispose();

@@ -11,7 +11,7 @@
  * tensor, so tensors sharing a buffer, e.g. reshapes and pass-through gradients, count twice).
  * The JSON also holds the wasm heap high-water mark (fresh backend per case).
  */
-import type { BenchCase, Inputs, Measured, Method, Mode } from '../harness/types.ts';
+import type { BenchCase, Inputs, Method, Mode } from '../harness/types.ts';
 import { tf, tfjsReady, tfjsReset, tfjsTrim, profiledRun } from '../harness/tfjs.ts';
 
 interface Ctx {
@@ -118,10 +118,7 @@ export const tfjsSoftmax: Method<Ctx> = {
   },
   fwd,
   fwdbwd,
-  async measure(ctx, mode): Promise<Measured> {
-    const r = await profiledRun(() => (mode === 'fwd' ? fwd(ctx) : fwdbwd(ctx)));
-    return { peakBytes: r.peakBytes, ms: r.ms, warmed: true, detail: { wasmHeapHighWaterBytes: r.heapBytes, profileNewBytes: r.newBytes } };
-  },
+  measure: (ctx, mode) => profiledRun(() => (mode === 'fwd' ? fwd(ctx) : fwdbwd(ctx))),
   flops,
   async dispose(ctx) {
     tf.dispose([ctx.mask, ctx.scale]);
