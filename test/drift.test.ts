@@ -6,17 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, type Kernels } from '../src/index.ts';
 import type { FeatureMap } from '../src/types.ts';
-import { refCausalBackwardRecurrent, refCausalForwardRecurrent } from '../src/reference/index.ts';
 import { assertClose } from './util/assert.ts';
-import { makeProblem, upstream } from './util/problems.ts';
+import { driftProblem } from './util/problems.ts';
 
-const T = 65_536;
-/**
- * Late outliers: every state the backward rebuilds before them is the end state minus terms
- * 10⁴ (relu) to 10⁸ (sqr) times larger than itself, so rounding there would show.
- */
-const OUTLIERS = [40_000, 50_001, 60_000, 65_000];
-const CLEAN = OUTLIERS[0];
 
 describe('drift at T = 65 536 with outlier keys', () => {
   let K: Kernels;
@@ -27,12 +19,7 @@ describe('drift at T = 65 536 with outlier keys', () => {
 
   for (const feature of ['relu', 'sqr', 'favor'] as FeatureMap[]) {
     it(`${feature}: gradients match the stored-state reference`, () => {
-      const dims = { b: 1, h: 1, t: T, d: 16, m: 16, dv: 8 };
-      const p = makeProblem(feature, dims, 101);
-      for (const j of OUTLIERS) for (let c = 0; c < dims.d; c++) p.k[j * dims.d + c] *= 1e4;
-      const { dOut, dState } = upstream(dims, 102);
-      const ref = refCausalForwardRecurrent(p);
-      const rg = refCausalBackwardRecurrent({ ...p, dOut, dState });
+      const { p, dims, dOut, dState, clean: CLEAN, ref, rg } = driftProblem(feature);
       const f = K.causalForward({ ...p, chunk: 64 });
       assertClose('out', ref.out, f.out, 1e-5);
       const g = K.causalBackward({ ...p, stateOut: f.state, dOut, dState, chunk: 64 });

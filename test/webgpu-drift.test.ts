@@ -6,15 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FeatureMap } from '../src/types.ts';
-import { refCausalBackwardRecurrent, refCausalForwardRecurrent } from '../src/reference/index.ts';
 import { findAdapter } from '../src/webgpu/device.ts';
 import { initWebGPU, type WebGPUKernels } from '../src/webgpu/kernels.ts';
 import { assertClose, errorStats } from './util/assert.ts';
-import { assertStateClose, makeProblem, upstream } from './util/problems.ts';
+import { assertStateClose, driftProblem } from './util/problems.ts';
 
-const T = 65_536;
-const OUTLIERS = [40_000, 50_001, 60_000, 65_000];
-const CLEAN = OUTLIERS[0];
 const slow = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.SLIM_WEBGPU_SLOW === '1';
 const gpu = slow ? await findAdapter().catch(() => null) : null;
 
@@ -32,12 +28,7 @@ describe.skipIf(!gpu)(`WebGPU drift at T = 65 536 with outlier keys (${gpu?.desc
 
   for (const feature of ['relu', 'sqr', 'favor'] as FeatureMap[]) {
     it(`${feature}: gradients match the stored-state reference`, async () => {
-      const dims = { b: 1, h: 1, t: T, d: 16, m: 16, dv: 8 };
-      const p = makeProblem(feature, dims, 101);
-      for (const j of OUTLIERS) for (let c = 0; c < dims.d; c++) p.k[j * dims.d + c] *= 1e4;
-      const { dOut, dState } = upstream(dims, 102);
-      const ref = refCausalForwardRecurrent(p);
-      const rg = refCausalBackwardRecurrent({ ...p, dOut, dState });
+      const { p, dims, dOut, dState, clean: CLEAN, ref, rg } = driftProblem(feature);
       const t0 = performance.now();
       const f = await K.causalForward({ ...p, chunk: 64 });
       const t1 = performance.now();

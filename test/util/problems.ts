@@ -1,7 +1,7 @@
 /** Random problems shared by the kernel suites: seeded inputs, states, upstream gradients. */
 import type { AttnState, Dims, FeatureMap, StateGrad } from '../../src/types.ts';
 import { randomProjection } from '../../src/features/index.ts';
-import { refCausalForward } from '../../src/reference/index.ts';
+import { refCausalBackwardRecurrent, refCausalForward, refCausalForwardRecurrent } from '../../src/reference/index.ts';
 import { assertClose } from './assert.ts';
 import { Rng } from './rng.ts';
 
@@ -75,4 +75,20 @@ export function concatT(a: Float32Array, ta: number, c: Float32Array, tb: number
     out.set(c.subarray(i * tb * w, (i + 1) * tb * w), i * (ta + tb) * w + ta * w);
   }
   return out;
+}
+
+/**
+ * The drift problem of test/drift.test.ts and test/webgpu-drift.test.ts: T = 65 536 with late
+ * outlier keys 10⁴ times larger than the rest — every state a backward rebuilds before them is
+ * the end state minus terms 10⁴ (relu) to 10⁸ (sqr) times larger than itself, so rounding there
+ * would show — with its float64 stored-state reference (which never subtracts). `clean`: the
+ * tokens before the first outlier.
+ */
+export function driftProblem(feature: FeatureMap) {
+  const dims = { b: 1, h: 1, t: 65_536, d: 16, m: 16, dv: 8 };
+  const outliers = [40_000, 50_001, 60_000, 65_000];
+  const p = makeProblem(feature, dims, 101);
+  for (const j of outliers) for (let c = 0; c < dims.d; c++) p.k[j * dims.d + c] *= 1e4;
+  const { dOut, dState } = upstream(dims, 102);
+  return { p, dims, dOut, dState, clean: outliers[0], ref: refCausalForwardRecurrent(p), rg: refCausalBackwardRecurrent({ ...p, dOut, dState }) };
 }
