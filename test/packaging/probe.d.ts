@@ -5,3 +5,4 @@ export interface ProbeResult {
   sumOut: number;
 }
 export function probe(lib: unknown, kernels: unknown): Promise<ProbeResult>;
+export function probeAll(lib: unknown, inline: unknown, createPool: unknown, r: Record<string, unknown>): Promise<Record<string, unknown>>;

@@ -39,3 +39,21 @@ export async function probe(lib, kernels) {
     sumOut: sum,
   };
 }
+
+// Every kernel source a consumer can load, probed into `r`: the default and scalar binaries,
+// the inlined ones, a two-thread pool and what the automatic pool picks.
+export async function probeAll(lib, inline, createPool, r) {
+  r.default = await probe(lib, await lib.init());
+  r.scalar = await probe(lib, await lib.init({ simd: false }));
+  r.inlineFlag = inline.wasmInlined;
+  r.inline = await probe(inline, await inline.init());
+  r.inlineScalar = await probe(inline, await inline.init({ simd: false }));
+  const pool = await createPool({ threads: 2 });
+  r.poolInfo = pool.info;
+  r.pool = await probe(lib, pool);
+  await pool.dispose();
+  const auto = await createPool();
+  r.autoInfo = auto.info;
+  await auto.dispose();
+  return r;
+}

@@ -66,20 +66,9 @@ const ESM_MAIN = (tfjs: boolean) => `
 import * as lib from 'slim-performer';
 import * as inline from 'slim-performer/inline';
 import { createPool } from 'slim-performer/parallel';
-import { probe } from './probe.js';
+import { probeAll } from './probe.js';
 const r = { runtime: typeof Bun !== 'undefined' ? 'bun ' + Bun.version : typeof Deno !== 'undefined' ? 'deno ' + Deno.version.deno : 'node ' + process.version };
-r.default = await probe(lib, await lib.init());
-r.scalar = await probe(lib, await lib.init({ simd: false }));
-r.inlineFlag = inline.wasmInlined;
-r.inline = await probe(inline, await inline.init());
-r.inlineScalar = await probe(inline, await inline.init({ simd: false }));
-const pool = await createPool({ threads: 2 });
-r.poolInfo = pool.info;
-r.pool = await probe(lib, pool);
-await pool.dispose();
-const auto = await createPool();
-r.autoInfo = auto.info;
-await auto.dispose();
+await probeAll(lib, inline, createPool, r);
 const gpu = await import('slim-performer/webgpu');
 r.webgpu = typeof gpu.createKernels + '/' + typeof gpu.WebGPUKernels;
 ${tfjs ? "const tfjs = await import('slim-performer/tfjs'); r.tfjs = typeof tfjs.performerAttention + '/' + typeof tfjs.PerformerLM;" : ''}
@@ -92,17 +81,10 @@ const inline = require('slim-performer/inline');
 const { createPool } = require('slim-performer/parallel');
 const gpu = require('slim-performer/webgpu');
 const tfjs = require('slim-performer/tfjs');
-const { probe } = require('./probe.cjs');
+const { probeAll } = require('./probe.cjs');
 (async () => {
   const r = { runtime: 'node ' + process.version, cjs: typeof module !== 'undefined' };
-  r.default = await probe(lib, await lib.init());
-  r.scalar = await probe(lib, await lib.init({ simd: false }));
-  r.inlineFlag = inline.wasmInlined;
-  r.inline = await probe(inline, await inline.init());
-  const pool = await createPool({ threads: 2 });
-  r.poolInfo = pool.info;
-  r.pool = await probe(lib, pool);
-  await pool.dispose();
+  await probeAll(lib, inline, createPool, r);
   r.webgpu = typeof gpu.createKernels;
   r.tfjs = typeof tfjs.performerAttention;
   console.log('RESULT ' + JSON.stringify(r));
@@ -179,8 +161,8 @@ await scenario('node-esm', async () => {
 await scenario('node-cjs', async () => {
   return inConsumer('cjs', 'commonjs', async (dir) => {
     linkFromRepo(dir, '@tensorflow');
-    const src = readFileSync(join(dir, 'probe.js'), 'utf8').replace('export async function probe', 'async function probe');
-    writeFileSync(join(dir, 'probe.cjs'), `${src}\nmodule.exports = { probe };\n`);
+    const src = readFileSync(join(dir, 'probe.js'), 'utf8').replaceAll('export async function', 'async function');
+    writeFileSync(join(dir, 'probe.cjs'), `${src}\nmodule.exports = { probe, probeAll };\n`);
     writeFileSync(join(dir, 'main.cjs'), CJS_MAIN);
     const r = (await runConsumer(process.execPath, ['main.cjs'], dir)) as RuntimeResult;
     return checkRuntime(r, true);
@@ -334,21 +316,11 @@ await scenario('vite', async () => {
 import * as lib from 'slim-performer';
 import * as inline from 'slim-performer/inline';
 import { createPool } from 'slim-performer/parallel';
-import { probe } from './probe.js';
+import { probeAll } from './probe.js';
 (async () => {
   const r = { runtime: navigator.userAgent.match(/Chrom[a-z]*\\/[0-9.]+/)?.[0] ?? navigator.userAgent };
   try {
-    r.default = await probe(lib, await lib.init());
-    r.scalar = await probe(lib, await lib.init({ simd: false }));
-    r.inlineFlag = inline.wasmInlined;
-    r.inline = await probe(inline, await inline.init());
-    const pool = await createPool({ threads: 2 });
-    r.poolInfo = pool.info;
-    r.pool = await probe(lib, pool);
-    await pool.dispose();
-    const auto = await createPool();
-    r.autoInfo = auto.info;
-    await auto.dispose();
+    await probeAll(lib, inline, createPool, r);
     r.crossOriginIsolated = self.crossOriginIsolated;
     const gpu = await import('slim-performer/webgpu');
     r.webgpu = typeof gpu.createKernels + '/' + typeof gpu.WebGPUKernels;
