@@ -42,11 +42,7 @@ fn queryAttend(n: u32, oS: u32) {
   let m = P.m;
   let dv = P.dv;
   let oZ = oS + m * dv;
-  for (var i = lid; i < n; i += WG) {
-    var s = 0.0;
-    for (var r = 0u; r < m; r++) { s += W[oPq + i * m + r] * W[oZ + r]; }
-    W[oDen + i] = s;
-  }
+  for (var i = lid; i < n; i += WG) { W[oDen + i] = queryDot(i, oZ); }
   sync();
   for (var e = lid; e < n * dv; e += WG) {
     let i = e / dv;

@@ -235,6 +235,13 @@ fn scores(n: u32) {
   sync();
 }
 
+/** φq_i · W[o .. o + m) (query features at oPq). */
+fn queryDot(i: u32, o: u32) -> f32 {
+  var s = 0.0;
+  for (var r = 0u; r < P.m; r++) { s += W[oPq + i * P.m + r] * W[o + r]; }
+  return s;
+}
+
 /**
  * den_i = sq_i (φq_i·z) + Σ_{j≤i} A_ij and out_i = (sq_i φq_iᵀ S + Σ_{j≤i} A_ij v_j)/(den_i + ε)
  * (0 where den_i == 0) into W[oDen], W[oNum] for the state at word `oS`.
@@ -244,8 +251,7 @@ fn attend(t0: u32, n: u32, oS: u32) {
   let dv = P.dv;
   let oZ = oS + m * dv;
   for (var i = lid; i < n; i += WG) {
-    var s = 0.0;
-    for (var r = 0u; r < m; r++) { s += W[oPq + i * m + r] * W[oZ + r]; }
+    let s = queryDot(i, oZ);
     var a = 0.0;
     for (var j = 0u; j <= i; j++) { a += W[oA + i * n + j]; }
     W[oDen + i] = W[oSq + i] * s + a;
