@@ -8,7 +8,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { randomProjection, Rng } from '../features/index.ts';
-import { embed } from '../tfjs/embedding.ts';
+import { embed } from '../tfjs/ops/embedding.ts';
+import { gelu } from '../tfjs/ops/activation.ts';
+import { dense } from '../tfjs/ops/dense.ts';
+import { layerNorm } from '../tfjs/ops/norm.ts';
 import { performerAttention } from '../tfjs/op.ts';
 import { performerAttentionWebGPU } from '../tfjs/webgpu_op.ts';
 import type { AttnState, FeatureMap, StateGrad } from '../types.ts';
@@ -71,16 +74,6 @@ interface Block {
   b1: tf.Variable;
   w2: tf.Variable;
   b2: tf.Variable;
-}
-
-export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps = 1e-5): tf.Tensor {
-  const { mean, variance } = tf.moments(x, -1, true);
-  return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, eps))), g), b);
-}
-
-/** Exact (erf) GELU. */
-export function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
 }
 
 /** Sinusoidal positions `[T, width]` for positions `offset … offset + T − 1` (all sines, then cosines). */
@@ -209,19 +202,17 @@ export class PerformerLM {
     const split = (y: tf.Tensor) => tf.transpose(tf.reshape(y, [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
     this.blocks.forEach((blk, l) => {
       const a = preLN ? layerNorm(x, blk.ln1g, blk.ln1b) : x;
-      const q = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wq), blk.bq));
-      const k = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wk), blk.bk));
-      const v = split(tf.add(tf.matMul(tf.reshape(a, [B * T, D]), blk.wv), blk.bv));
-      const merged = tf.reshape(attend(l, q, k, v), [B * T, D]);
-      const attn = tf.reshape(tf.add(tf.matMul(merged, blk.wo), blk.bo), [B, T, D]);
+      const q = split(dense(a, blk.wq, blk.bq));
+      const k = split(dense(a, blk.wk, blk.bk));
+      const v = split(dense(a, blk.wv, blk.bv));
+      const attn = dense(attend(l, q, k, v), blk.wo, blk.bo);
       x = preLN ? tf.add(x, attn) : layerNorm(tf.add(x, attn), blk.ln1g, blk.ln1b);
       const f = preLN ? layerNorm(x, blk.ln2g, blk.ln2b) : x;
-      const hdn = gelu(tf.add(tf.matMul(tf.reshape(f, [B * T, D]), blk.w1), blk.b1));
-      const ff = tf.reshape(tf.add(tf.matMul(hdn, blk.w2), blk.b2), [B, T, D]);
+      const ff = dense(gelu(dense(f, blk.w1, blk.b1)), blk.w2, blk.b2);
       x = preLN ? tf.add(x, ff) : layerNorm(tf.add(x, ff), blk.ln2g, blk.ln2b);
     });
     if (preLN) x = layerNorm(x, this.lnFg, this.lnFb);
-    return tf.reshape(tf.add(tf.matMul(tf.reshape(x, [B * T, D]), this.headW), this.headB), [B, T, this.config.vocabSize]) as tf.Tensor3D;
+    return dense(x, this.headW, this.headB) as tf.Tensor3D;
   }
 
   /**

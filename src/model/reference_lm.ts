@@ -16,10 +16,13 @@
  * guard sees it), and a zero denominator passes no gradient (see the kernels' README).
  */
 import * as tf from '@tensorflow/tfjs';
-import { embed } from '../tfjs/embedding.ts';
+import { dense } from '../tfjs/ops/dense.ts';
+import { embed } from '../tfjs/ops/embedding.ts';
 import type { AttnState, FeatureMap } from '../types.ts';
 import type { Kernels } from '../wasm/kernels.ts';
-import { attendLayer, emptyStates, gelu, layerNorm, positions, type ForwardOptions, type ForwardResult } from './performer_lm.ts';
+import { gelu } from '../tfjs/ops/activation.ts';
+import { layerNorm } from '../tfjs/ops/norm.ts';
+import { attendLayer, emptyStates, positions, type ForwardOptions, type ForwardResult } from './performer_lm.ts';
 import type { SequenceModel } from './sequence_model.ts';
 
 export interface ReferenceConfig {
@@ -28,12 +31,12 @@ export interface ReferenceConfig {
   layers: number;
   ffn: number;
   heads: number;
-  /** The reference's names: 'relu', 'elu', 'sqr', 'favor+' (ours also accepted). */
+  /** The reference's names: 'relu', 'elu+1', 'sqr', 'favor+' (ours and 'elu' also accepted). */
   feature: string;
   gptln: boolean;
 }
 
-const FEATURES: Record<string, FeatureMap> = { relu: 'relu', elu: 'elu1', elu1: 'elu1', sqr: 'sqr', 'favor+': 'favor', favor: 'favor' };
+const FEATURES: Record<string, FeatureMap> = { relu: 'relu', 'elu+1': 'elu1', elu: 'elu1', elu1: 'elu1', sqr: 'sqr', 'favor+': 'favor', favor: 'favor' };
 
 /** PyTorch parameter names of a layer, in `state_dict` order. */
 const LAYER_PARAMS = [
@@ -131,8 +134,7 @@ export class ReferenceLM implements SequenceModel {
     const { dModel: D, heads: H, gptln } = this.config;
     const hd = D / H;
     const p = (n: string) => this.vars.get(n)!;
-    const linear = (x: tf.Tensor, name: string, out: number) =>
-      tf.reshape(tf.add(tf.matMul(tf.reshape(x, [B * T, x.shape[2]!]), p(`${name}.weight`), false, true), p(`${name}.bias`)), [B, T, out]);
+    const linear = (x: tf.Tensor, name: string) => dense(x, p(`${name}.weight`), p(`${name}.bias`), { transposeW: true });
     const pos = tf.tile(tf.expandDims(positions(o.offset ?? 0, T, D / 2), 0), [B, 1, 1]);
     let x: tf.Tensor = tf.concat([embed(p('input_map.weight') as unknown as tf.Tensor2D, tokens), pos], 2);
     const statesIn: AttnState[] = [];
@@ -142,14 +144,14 @@ export class ReferenceLM implements SequenceModel {
       const pre = `layers.${l}`;
       const ln = (y: tf.Tensor, i: number) => layerNorm(y, p(`${pre}.layernorm${i}.weight`), p(`${pre}.layernorm${i}.bias`));
       const a = gptln ? x : ln(x, 1);
-      const [q, k, v] = ['q', 'k', 'v'].map((n) => split(linear(a, `${pre}.attention.${n}_map`, D)));
+      const [q, k, v] = ['q', 'k', 'v'].map((n) => split(linear(a, `${pre}.attention.${n}_map`)));
       const attn = attendLayer(this, l, q, k, v, o, statesIn, statesOut);
       x = tf.add(x, gptln ? ln(attn, 1) : attn);
       const f = gptln ? x : ln(x, 2);
-      const ff = linear(gelu(linear(f, `${pre}.U_map`, this.config.ffn)), `${pre}.V_map`, D);
+      const ff = linear(gelu(linear(f, `${pre}.U_map`)), `${pre}.V_map`);
       x = tf.add(x, gptln ? ln(ff, 2) : ff);
     }
-    const logits = linear(x, 'output_logit_map', this.config.vocabSize) as tf.Tensor3D;
+    const logits = linear(x, 'output_logit_map') as tf.Tensor3D;
     return { logits, statesIn, statesOut };
   }
 

@@ -15,3 +15,4 @@ export {
 } from './causal.ts';
 export { type RefBidirectionalArgs, refBidirectionalForward, refBidirectionalBackward } from './bidirectional.ts';
 export { type RefRecurrentStepArgs, refRecurrentStep } from './step.ts';
+export { type RefDenseArgs, refDense, refDenseBackward } from './dense.ts';

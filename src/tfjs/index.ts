@@ -27,8 +27,6 @@ export {
 export {
   PerformerLM,
   sample,
-  gelu,
-  layerNorm,
   positions,
   type PerformerLMConfig,
   type ForwardOptions,
@@ -36,5 +34,8 @@ export {
   type ForwardResult,
   type StateSource,
 } from '../model/performer_lm.ts';
+export { dense, type DenseOptions } from './ops/dense.ts';
+export { gelu } from './ops/activation.ts';
+export { layerNorm } from './ops/norm.ts';
 export { SlimTrainer, slimGradients, fullGradients, type Batch, type Gradients, type TrainerOptions } from '../train/slim.ts';
 export { SlimTrainerWebGPU, slimGradientsWebGPU } from '../train/slim_webgpu.ts';

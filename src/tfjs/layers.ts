@@ -16,11 +16,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FeatureRedraw } from '../features/index.ts';
-import { gelu, layerNorm } from '../model/performer_lm.ts';
 import type { FeatureMap } from '../types.ts';
 import { init, type InitOptions, type Kernels } from '../wasm/kernels.ts';
 import type { WebGPUKernels } from '../webgpu/kernels.ts';
 import { performerAttention } from './op.ts';
+import { gelu } from './ops/activation.ts';
+import { dense } from './ops/dense.ts';
+import { layerNorm } from './ops/norm.ts';
 import { performerAttentionWebGPU } from './webgpu_op.ts';
 
 let current: Kernels | WebGPUKernels | undefined;
@@ -207,9 +209,7 @@ class AttentionCore {
     if (D !== this.width) throw new TypeError(`${this.fn}: input width ${D}, built for ${this.width}`);
     const H = this.s.heads;
     const hd = D / H;
-    const flat = tf.reshape(x, [B * T, D]);
-    const proj = (w: tf.LayerVariable, b: tf.LayerVariable) =>
-      tf.transpose(tf.reshape(tf.add(tf.matMul(flat, w.read()), b.read()), [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
+    const proj = (w: tf.LayerVariable, b: tf.LayerVariable) => tf.transpose(tf.reshape(dense(x, w.read(), b.read()), [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
     const kernels = getKernels();
     const spec = { feature: this.s.feature, m: this.s.features ?? hd, causal: this.s.causal, chunk: this.s.chunk };
     const [q, k, v] = [proj(this.wq, this.bq), proj(this.wk, this.bk), proj(this.wv, this.bv)];
@@ -217,8 +217,7 @@ class AttentionCore {
       kernels.backend === 'webgpu'
         ? performerAttentionWebGPU(q, k, v, { ...spec, kernels, omega: this.omega?.read() as tf.Tensor3D | undefined, returnState: false })
         : performerAttention(q, k, v, { ...spec, kernels, omega: this.omega ? (this.omega.read().dataSync() as Float32Array) : undefined });
-    const merged = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B * T, D]);
-    return tf.reshape(tf.add(tf.matMul(merged, this.wo.read()), this.bo.read()), [B, T, D]) as tf.Tensor3D;
+    return dense(tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B, T, D]), this.wo.read(), this.bo.read()) as tf.Tensor3D;
   }
 }
 
@@ -331,10 +330,7 @@ export class PerformerBlock extends tf.layers.Layer {
       let x: tf.Tensor = oneTensor('PerformerBlock', inputs);
       const [B, T, D] = x.shape;
       const ln = (y: tf.Tensor, g: tf.LayerVariable, b: tf.LayerVariable) => layerNorm(y, g.read(), b.read(), this.epsilon);
-      const ff = (y: tf.Tensor) => {
-        const h = gelu(tf.add(tf.matMul(tf.reshape(y, [B * T, D]), this.w1.read()), this.b1.read()));
-        return tf.reshape(tf.add(tf.matMul(h, this.w2.read()), this.b2.read()), [B, T, D]);
-      };
+      const ff = (y: tf.Tensor) => dense(gelu(dense(y, this.w1.read(), this.b1.read())), this.w2.read(), this.b2.read());
       if (this.preLN) {
         x = tf.add(x, this.core.apply(ln(x, this.ln1g, this.ln1b) as tf.Tensor3D));
         return tf.add(x, ff(ln(x, this.ln2g, this.ln2b)));

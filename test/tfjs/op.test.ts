@@ -6,8 +6,6 @@
  * through the op never creates a `[T, M, D]`-sized tensor.
  */
 import * as tf from '@tensorflow/tfjs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, type Kernels } from '../../src/index.ts';
 import { randomProjection } from '../../src/features/index.ts';
@@ -15,8 +13,8 @@ import { performerAttention } from '../../src/tfjs/op.ts';
 import type { AttnState, Dims, FeatureMap, StateGrad } from '../../src/types.ts';
 import { relErr } from '../util/assert.ts';
 import { Rng } from '../util/rng.ts';
+import { useTfjsBackend } from '../util/tfjs_backend.ts';
 
-const require = createRequire(import.meta.url);
 
 interface Problem extends Dims {
   feature: FeatureMap;
@@ -122,14 +120,6 @@ function problem(feature: FeatureMap, withOmega: boolean, seed: number): Problem
   return { b, h, t, d, m, dv, feature, omega: withOmega ? randomProjection({ h, m, d, seed }) : undefined };
 }
 
-async function useWasm(): Promise<void> {
-  const wasm = await import('@tensorflow/tfjs-backend-wasm');
-  const dir = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep;
-  wasm.setWasmPaths(dir); // a file path: Node reads the .wasm with fs
-  tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
-  if (!(await tf.setBackend('wasm'))) throw new Error('tfjs wasm backend failed to initialise');
-  await tf.ready();
-}
 
 let K: Kernels;
 beforeAll(async () => {
@@ -142,8 +132,7 @@ const TOL = 1e-5;
 for (const backend of ['cpu', 'wasm'] as const) {
   describe(`performerAttention on the ${backend} backend`, () => {
     beforeAll(async () => {
-      if (backend === 'wasm') await useWasm();
-      else await tf.setBackend('cpu');
+      await useTfjsBackend(backend);
       expect(tf.getBackend()).toBe(backend);
     });
 

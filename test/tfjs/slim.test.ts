@@ -9,6 +9,7 @@ import { PerformerLM } from '../../src/model/performer_lm.ts';
 import { fullGradients, slimGradients, SlimTrainer, type Batch } from '../../src/train/slim.ts';
 import type { FeatureMap } from '../../src/types.ts';
 import { lmBatch } from '../util/lm.ts';
+import { useTfjsBackend } from '../util/tfjs_backend.ts';
 
 const T = 14;
 
@@ -85,13 +86,7 @@ describe('SLiM trainer', () => {
 
 describe('SLiM trainer on the TF.js wasm backend', () => {
   it('trains (the embedding gradient needs no UnsortedSegmentSum) and matches full backprop', async () => {
-    const { createRequire } = await import('node:module');
-    const path = await import('node:path');
-    const wasm = await import('@tensorflow/tfjs-backend-wasm');
-    const dir = path.dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json'));
-    wasm.setWasmPaths(path.join(dir, 'dist') + path.sep);
-    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
-    expect(await tf.setBackend('wasm')).toBe(true);
+    await useTfjsBackend('wasm');
     const K = await init();
     try {
       const model = new PerformerLM(K, { vocabSize: 11, dModel: 16, heads: 2, layers: 2, ffn: 24, feature: 'favor', features: 8, chunk: 4, seed: 4 });

@@ -1,0 +1,6 @@
+/** Exact (erf) GELU: `x · Φ(x) = x/2 · (1 + erf(x/√2))`. */
+import * as tf from '@tensorflow/tfjs';
+
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+}
