@@ -3,6 +3,11 @@
  * for the SLiM trainer and full backpropagation, training throughput, decoding latency.
  *
  *   npm run bench:training [-- --t=1024,2048,4096,8192,16384] [--decode-pos=65536] [--reps=3]
+ *   npm run bench:training -- --compare [--t=1024] [--reps=5] [--prefix-sum=false]
+ *                                         ours vs PyTorch, small and Penn Treebank configs
+ *   npm run bench:training -- --long [--long-t=1048576]
+ *                                         one SLiM step over a million tokens vs T = 1024
+ * (the last two: bench/training/side_by_side.ts)
  *
  * Model: 2 layers, 4 heads, d_model 128, FFN 512, FAVOR+ with 32 features per head, vocabulary
  * 256, B = 1, TF.js wasm backend. Writes bench/results/training-<date>.json and
@@ -22,8 +27,15 @@ import { machineInfo, machineMarkdown } from './harness/machine.ts';
 const flags = new Map<string, string>();
 for (const a of process.argv.slice(2)) {
   const m = /^--([\w-]+)(?:=(.*))?$/.exec(a);
-  if (!m || !['t', 'decode-pos', 'reps', 'slice'].includes(m[1])) throw new Error(`unknown argument ${a}`);
+  if (!m || !['t', 'decode-pos', 'reps', 'slice', 'compare', 'long', 'long-t', 'prefix-sum'].includes(m[1])) throw new Error(`unknown argument ${a}`);
   flags.set(m[1], m[2] ?? 'true');
+}
+if (flags.has('compare') || flags.has('long')) {
+  const { compare, long } = await import('./training/side_by_side.ts');
+  const slice = Number(flags.get('slice') ?? 256);
+  if (flags.has('compare')) await compare({ reps: Number(flags.get('reps') ?? 5), slice, T: Number(flags.get('t') ?? 1024), prefixSum: flags.get('prefix-sum') !== 'false' });
+  if (flags.has('long')) await long({ longT: Number(flags.get('long-t') ?? 1_048_576), slice });
+  process.exit(0);
 }
 const Ts = (flags.get('t') ?? '1024,2048,4096,8192,16384').split(',').map(Number);
 const DECODE_FAR = Number(flags.get('decode-pos') ?? 65536);

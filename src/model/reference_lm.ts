@@ -16,6 +16,7 @@
  * guard sees it), and a zero denominator passes no gradient (see the kernels' README).
  */
 import * as tf from '@tensorflow/tfjs';
+import { Rng } from '../features/index.ts';
 import { dense } from '../tfjs/ops/dense.ts';
 import { embed } from '../tfjs/ops/embedding.ts';
 import type { AttnState, FeatureMap } from '../types.ts';
@@ -64,7 +65,7 @@ export class ReferenceLM implements SequenceModel {
 
   /**
    * `rfs`: per layer `[H, hd, hd]` random features (favor+ only), as the reference stores them.
-   * Weights start at zero: load them with `setWeights` or `importSafetensors`.
+   * Weights start at zero: load them with `setWeights` or `importSafetensors`, or draw them with `initWeights`.
    */
   constructor(
     readonly kernels: Kernels,
@@ -122,6 +123,23 @@ export class ReferenceLM implements SequenceModel {
       const w = weights.get(name)!;
       if (w.shape.join() !== shape.join()) throw new Error(`ReferenceLM.setWeights: ${name} must be [${shape}], got [${w.shape}]`);
       this.vars.get(name)!.assign(tf.tensor(Float32Array.from(w.data), shape));
+    }
+  }
+
+  /**
+   * Fresh weights as PyTorch initialises the reference model (seeded): `nn.Linear` weights and
+   * biases uniform in ±1/√fan_in, the embedding standard normal, LayerNorm gains 1 and offsets 0.
+   */
+  initWeights(seed = 1): void {
+    const rng = new Rng(seed);
+    for (const [name, shape] of this.shapes()) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = new Float32Array(n);
+      const fanIn = name.endsWith('.bias') ? this.shapes().find(([w]) => w === name.replace(/bias$/, 'weight'))?.[1][1] : shape[1];
+      if (name.includes('layernorm')) data.fill(name.endsWith('weight') ? 1 : 0);
+      else if (name === 'input_map.weight') for (let i = 0; i < n; i++) data[i] = rng.normal();
+      else for (let i = 0; i < n; i++) data[i] = (2 * rng.nextFloat() - 1) / Math.sqrt(fanIn ?? 1);
+      this.vars.get(name)!.assign(tf.tensor(data, shape));
     }
   }
 

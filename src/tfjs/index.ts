@@ -8,6 +8,9 @@
  * - {@link PerformerAttention}, {@link PerformerBlock}: serialisable `tf.layers.Layer`s; call
  *   `await initTfjs()` (or `setKernels(k)`) once before running them.
  * - {@link PerformerLM}: a language model with slice-carried state and O(1)-per-token decoding.
+ * - {@link ReferenceLM}: the SLiM paper's own architecture with PyTorch parameter names;
+ *   {@link exportWeights} / {@link importWeights} move its (or any model's) weights as safetensors.
+ * - {@link dense}: the dense layer op (every product on the fast path) under the models.
  * - {@link SlimTrainer}, {@link slimGradients}, {@link fullGradients}: SLiM training;
  *   {@link SlimTrainerWebGPU}, {@link slimGradientsWebGPU}: the same on the `webgpu` TF.js backend.
  */
@@ -37,5 +40,7 @@ export {
 export { dense, type DenseOptions } from './ops/dense.ts';
 export { gelu } from './ops/activation.ts';
 export { layerNorm } from './ops/norm.ts';
-export { SlimTrainer, slimGradients, fullGradients, type Batch, type Gradients, type TrainerOptions } from '../train/slim.ts';
+export { SlimTrainer, slimGradients, fullGradients, type Batch, type Gradients, type TrainerOptions, type SliceProgress } from '../train/slim.ts';
 export { SlimTrainerWebGPU, slimGradientsWebGPU } from '../train/slim_webgpu.ts';
+export { ReferenceLM, type ReferenceConfig } from '../model/reference_lm.ts';
+export { exportWeights, importWeights, type WeightedModel } from '../io/weights.ts';

@@ -114,8 +114,11 @@ export function fullGradients(model: SequenceModel, batch: Batch): Gradients {
   return { loss, tokens: s.count, grads };
 }
 
+/** Called after every slice of a SLiM step: pass 1 (forward) or 2 (backward), slices done of `total`. */
+export type SliceProgress = (pass: 1 | 2, done: number, total: number) => void;
+
 /** Gradients of the whole sequence, slice by slice (memory set by `sliceLength`). */
-export function slimGradients(model: SequenceModel, batch: Batch, sliceLength: number): Gradients {
+export function slimGradients(model: SequenceModel, batch: Batch, sliceLength: number, onSlice?: SliceProgress): Gradients {
   if (!Number.isSafeInteger(sliceLength) || sliceLength <= 0) throw new TypeError(`sliceLength must be a positive integer, got ${sliceLength}`);
   const s = split(model, batch);
   const vars = model.namedVariables();
@@ -136,6 +139,7 @@ export function slimGradients(model: SequenceModel, batch: Batch, sliceLength: n
       states = model.forward(tf.tensor2d(columns(s.inputs, s.B, s.T, t0, t1), [s.B, t1 - t0], 'int32'), { offset: t0, states: before }).statesOut;
     });
     kept.push(before.map((st, l) => (states[l].offset.some((o, i) => o - st.offset[i] > KEEP_ABOVE_RAISE && Number.isFinite(st.offset[i])) ? st : undefined)));
+    onSlice?.(1, kept.length, starts.length);
   }
 
   // Pass 2: reverse walk.
@@ -178,6 +182,7 @@ export function slimGradients(model: SequenceModel, batch: Batch, sliceLength: n
     });
     states = resolved;
     G = nextG;
+    onSlice?.(2, starts.length - si, starts.length);
   }
   return { loss: lossSum, tokens: s.count, grads };
 }
@@ -191,6 +196,8 @@ export interface TrainerOptions {
   clipNorm?: number;
   /** `'slim'` (default) or `'full'` backpropagation, for comparison. */
   mode?: 'slim' | 'full';
+  /** Progress of each SLiM step, slice by slice (for long sequences). */
+  onSlice?: SliceProgress;
 }
 
 /** One optimisation step per call: gradients (SLiM or full), optional clipping, update. */
@@ -205,7 +212,7 @@ export class SlimTrainer {
   }
 
   step(batch: Batch): { loss: number; tokens: number; gradNorm: number } {
-    const g = this.options.mode === 'full' ? fullGradients(this.model, batch) : slimGradients(this.model, batch, this.options.sliceLength);
+    const g = this.options.mode === 'full' ? fullGradients(this.model, batch) : slimGradients(this.model, batch, this.options.sliceLength, this.options.onSlice);
     const norm = tf.tidy(() => Math.sqrt(total(gradSquares(g).dataSync())));
     return applyStep(this.optimizer, this.model, g, norm, this.options.clipNorm);
   }

@@ -13,7 +13,8 @@
  * has started TF.js and the kernels; the checkpoint download is excluded), fine-tuning lowers the
  * loss on the text, the UI thread has no long task over 100 ms while training (PerformanceObserver
  * 'longtask' installed before the page loads), generation streams non-empty text, the weights
- * saved in IndexedDB come back after a reload with the same loss and the same sample, and a bad
+ * saved in IndexedDB come back after a reload with the same loss and the same sample, one SLiM step
+ * over 16 384 tokens fills its progress bar, and a bad
  * checkpoint file is reported on the page in plain words.
  * Screenshots and a JSON of the measurements go to test-output/e2e/ (kept as CI artifacts).
  */
@@ -189,6 +190,15 @@ async function runVariant(variant) {
     const allTasks = await page.evaluate(() => window.__longTasks.map((t) => t.duration));
     results.maxLongTaskAllMs = allTasks.length ? Math.round(Math.max(...allTasks)) : 0;
     check(results, `UI thread: no long task > ${TARGET_LONGTASK_MS} ms through both training runs, generation and loss checks`, results.maxLongTaskAllMs <= TARGET_LONGTASK_MS, `max ${results.maxLongTaskAllMs} ms over ${allTasks.length} long tasks`);
+    // ----- one SLiM step over a long sequence, with a progress bar ---------------------------
+    await setInputs({ slice: 64, 'long-tokens': 16384 });
+    await page.selectOption('#long-source', 'random');
+    await page.click('#long-step');
+    await page.waitForFunction(() => document.getElementById('long-stats').dataset.done === '1' || !document.getElementById('error').hidden, null, { timeout: 300_000 });
+    await failIfError('one long SLiM step');
+    const long = await page.evaluate(() => ({ value: document.getElementById('long-progress').value, updates: Number(document.getElementById('long-progress').dataset.updates), text: document.getElementById('long-stats').textContent, loss: Number(document.getElementById('long-stats').dataset.loss) }));
+    results.longStep = long;
+    check(results, 'one long SLiM step (16 384 tokens) ends with a full progress bar and a finite loss', long.value === 1 && long.updates >= 2 && Number.isFinite(long.loss), `${long.updates} progress updates: ${long.text}`);
     await page.selectOption('#sample', { index: 1 });
     await setInputs({ seq: 32, slice: 8 });
     const lossAfterLong = await evalLoss();

@@ -106,7 +106,7 @@ async function action(name: string, f: () => Promise<void>): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Controls
 
-const buttons = ['load-pretrained', 'scratch', 'train', 'eval', 'generate', 'save', 'restore', 'download'];
+const buttons = ['load-pretrained', 'scratch', 'train', 'long-step', 'eval', 'generate', 'save', 'restore', 'download'];
 let ready = false;
 let hasModel = false;
 function setControls(enabled: boolean): void {
@@ -279,6 +279,40 @@ $('train').onclick = () =>
     );
   });
 $('stop').onclick = () => void call({ type: 'stop' });
+
+// One SLiM step over a long sequence: the progress bar follows the slices of both passes.
+$('long-step').onclick = () =>
+  action('long-step', async () => {
+    const req = { type: 'long-step' as const, text: text(), source: $<HTMLSelectElement>('long-source').value as 'text' | 'random', tokens: num('long-tokens'), slice: num('slice') };
+    const bar = $<HTMLProgressElement>('long-progress');
+    bar.value = 0;
+    bar.dataset.updates = '0';
+    $('long-stats').dataset.done = '0';
+    setStatus(`One SLiM step over ${req.tokens} tokens in slices of ${req.slice}: pass 1 runs every slice forward, pass 2 walks back with gradients…`);
+    const t0 = performance.now();
+    const r = await call<{ loss: number; tokens: number; seconds: number; tokPerSec: number; peak: MemoryInfo; dropped: number; model: ModelInfo }>(req, (e) => {
+      if (e.type !== 'slice-progress') return;
+      bar.value = (e.pass - 1 + e.done / e.total) / 2;
+      bar.dataset.updates = String(Number(bar.dataset.updates ?? 0) + 1);
+      lastMem = e.memory;
+      showMemory();
+      $('long-stats').textContent = `pass ${e.pass} of 2: slice ${e.done}/${e.total} · ${((performance.now() - t0) / 1000).toFixed(0)} s`;
+    });
+    bar.value = 1;
+    showModel(r.model);
+    const stats = $('long-stats');
+    stats.dataset.done = '1';
+    stats.dataset.loss = String(r.loss);
+    stats.textContent = `${r.tokens} tokens in ${r.seconds.toFixed(1)} s (${Math.round(r.tokPerSec)} tokens/s), loss ${r.loss.toFixed(3)}, peak kernels heap ${MB(r.peak.kernelsHeap)}, TF.js heap ${r.peak.tfHeap ? MB(r.peak.tfHeap) : '—'}`;
+    const row = document.createElement('tr');
+    for (const v of [req.tokens, req.slice, 1, MB(r.peak.kernelsHeap), r.peak.tfHeap ? MB(r.peak.tfHeap) : '—', MB(r.peak.tensorBytes), Math.round(r.tokPerSec)]) {
+      const td = document.createElement('td');
+      td.textContent = String(v);
+      row.append(td);
+    }
+    $('mem-table').querySelector('tbody')!.append(row);
+    setStatus(`Done: one SLiM step over ${r.tokens} tokens in ${r.seconds.toFixed(1)} s${r.dropped ? ` (${r.dropped} characters of the text are not in the vocabulary and were skipped)` : ''}.`);
+  });
 
 $('eval').onclick = () =>
   action('eval', async () => {

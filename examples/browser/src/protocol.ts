@@ -6,6 +6,7 @@ export type Request =
   | { type: 'load-bytes'; bytes: ArrayBuffer; name: string }
   | { type: 'scratch'; text: string; seed: number }
   | { type: 'train'; text: string; seq: number; slice: number; batch: number; steps: number; lr: number }
+  | { type: 'long-step'; text: string; source: 'text' | 'random'; tokens: number; slice: number }
   | { type: 'stop' }
   | { type: 'eval'; text: string; seq: number; slice: number }
   | { type: 'generate'; prompt: string; tokens: number; temperature: number; topK: number; seed: number }
@@ -60,6 +61,7 @@ export interface ModelInfo {
 
 export type Event =
   | { id: number; type: 'progress'; step: number; steps: number; loss: number; tokPerSec: number; msPerStep: number; memory: MemoryInfo; dropped: number }
+  | { id: number; type: 'slice-progress'; pass: 1 | 2; done: number; total: number; memory: MemoryInfo }
   | { id: number; type: 'token'; text: string }
   | { id: number; type: 'done'; result?: unknown }
   | { id: number; type: 'error'; message: string; detail?: string };

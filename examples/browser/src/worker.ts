@@ -294,6 +294,43 @@ async function train(id: number, r: Extract<Request, { type: 'train' }>): Promis
   return { losses, stopped: stopRequested, seconds: (performance.now() - t0) / 1000, peak: { ...peak }, model: modelInfo };
 }
 
+/**
+ * One SLiM step over a long sequence (a million tokens fits: memory follows the slice length):
+ * the text repeated to `tokens` characters, or random characters. Slice progress is posted.
+ */
+function longStep(id: number, r: Extract<Request, { type: 'long-step' }>): unknown {
+  const m = needModel();
+  const { tokens: T, slice } = r;
+  for (const [k, v] of Object.entries({ 'number of tokens': T, 'slice length': slice })) {
+    if (!Number.isSafeInteger(v) || v <= 0) throw new UserError(`The ${k} must be a positive whole number (got ${v}).`);
+  }
+  if (T > 16_777_216) throw new UserError(`At most 16 777 216 tokens in one step here (got ${T}).`);
+  const ids = new Int32Array(T + 1);
+  let dropped = 0;
+  if (r.source === 'text') {
+    const enc = encode(r.text);
+    dropped = enc.dropped;
+    if (enc.ids.length < 2) throw new UserError('The text has fewer than two characters the model knows: paste a text or choose random characters.');
+    for (let i = 0; i <= T; i++) ids[i] = enc.ids[i % enc.ids.length];
+  } else {
+    const rng = new Rng(T);
+    for (let i = 0; i <= T; i++) ids[i] = rng.nextU32() % m.config.vocabSize;
+  }
+  let lastPost = 0;
+  const onSlice = (pass: 1 | 2, done: number, total: number) => {
+    const now = performance.now();
+    if (now - lastPost < 100 && done !== total) return; // at most ~10 messages a second
+    lastPost = now;
+    post({ id, type: 'slice-progress', pass, done, total, memory: memory() });
+  };
+  const trainer = new SlimTrainer(m, { sliceLength: slice, optimizer: optimizer!, clipNorm: 1, onSlice });
+  const t0 = performance.now();
+  const res = trainer.step({ tokens: ids, batch: 1 } satisfies Batch);
+  modelInfo!.step++;
+  const seconds = (performance.now() - t0) / 1000;
+  return { loss: res.loss, tokens: T, slice, seconds, tokPerSec: T / seconds, memory: memory(), peak: { ...peak }, dropped, model: modelInfo };
+}
+
 function generate(id: number, r: Extract<Request, { type: 'generate' }>): unknown {
   const m = needModel();
   const { ids, dropped } = encode(r.prompt);
@@ -346,6 +383,8 @@ async function handle(id: number, r: Request): Promise<unknown> {
     }
     case 'train':
       return train(id, r);
+    case 'long-step':
+      return longStep(id, r);
     case 'stop':
       stopRequested = true;
       return undefined;
@@ -382,6 +421,7 @@ const OPS: Record<Request['type'], string> = {
   'load-bytes': 'loading the checkpoint file',
   scratch: 'creating a new model',
   train: 'fine-tuning',
+  'long-step': 'running one long SLiM step',
   stop: 'stopping',
   eval: 'measuring the loss',
   generate: 'generating text',
@@ -403,7 +443,7 @@ self.onmessage = async (ev: MessageEvent<{ id: number; req: Request }>) => {
     if (result instanceof ArrayBuffer) (self as unknown as Worker).postMessage({ id, type: 'done', result } satisfies Event, [result]);
     else post({ id, type: 'done', result });
   } catch (e) {
-    const ctx = req.type === 'train' ? { seq: req.seq, slice: req.slice } : {};
+    const ctx = req.type === 'train' ? { seq: req.seq, slice: req.slice } : req.type === 'long-step' ? { seq: req.tokens, slice: req.slice } : {};
     post({ id, type: 'error', ...plain(OPS[req.type], e, ctx) });
   } finally {
     if (track) busy = undefined;
