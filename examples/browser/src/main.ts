@@ -244,6 +244,17 @@ $<HTMLInputElement>('load-file').onchange = (ev) => {
   }).finally(() => (input.value = ''));
 };
 
+/** A row of the per-run peak memory table. */
+function addMemoryRow(seq: number, slice: number, batch: number, peak: MemoryInfo, tokPerSec: number): void {
+  const row = document.createElement('tr');
+  for (const v of [seq, slice, batch, MB(peak.kernelsHeap), peak.tfHeap ? MB(peak.tfHeap) : '—', MB(peak.tensorBytes), Math.round(tokPerSec)]) {
+    const td = document.createElement('td');
+    td.textContent = String(v);
+    row.append(td);
+  }
+  $('mem-table').querySelector('tbody')!.append(row);
+}
+
 $('train').onclick = () =>
   action('train', async () => {
     const req = { type: 'train' as const, text: text(), seq: num('seq'), slice: num('slice'), batch: num('batch'), steps: num('steps'), lr: num('lr') };
@@ -263,13 +274,7 @@ $('train').onclick = () =>
     });
     showModel(r.model);
     if (last) {
-      const row = document.createElement('tr');
-      for (const v of [req.seq, req.slice, req.batch, MB(r.peak.kernelsHeap), r.peak.tfHeap ? MB(r.peak.tfHeap) : '—', MB(r.peak.tensorBytes), Math.round(last.tokPerSec)]) {
-        const td = document.createElement('td');
-        td.textContent = String(v);
-        row.append(td);
-      }
-      $('mem-table').querySelector('tbody')!.append(row);
+      addMemoryRow(req.seq, req.slice, req.batch, r.peak, last.tokPerSec);
     }
     const first = r.losses.slice(0, 3);
     const end = r.losses.slice(-3);
@@ -304,13 +309,7 @@ $('long-step').onclick = () =>
     stats.dataset.done = '1';
     stats.dataset.loss = String(r.loss);
     stats.textContent = `${r.tokens} tokens in ${r.seconds.toFixed(1)} s (${Math.round(r.tokPerSec)} tokens/s), loss ${r.loss.toFixed(3)}, peak kernels heap ${MB(r.peak.kernelsHeap)}, TF.js heap ${r.peak.tfHeap ? MB(r.peak.tfHeap) : '—'}`;
-    const row = document.createElement('tr');
-    for (const v of [req.tokens, req.slice, 1, MB(r.peak.kernelsHeap), r.peak.tfHeap ? MB(r.peak.tfHeap) : '—', MB(r.peak.tensorBytes), Math.round(r.tokPerSec)]) {
-      const td = document.createElement('td');
-      td.textContent = String(v);
-      row.append(td);
-    }
-    $('mem-table').querySelector('tbody')!.append(row);
+    addMemoryRow(req.tokens, req.slice, 1, r.peak, r.tokPerSec);
     setStatus(`Done: one SLiM step over ${r.tokens} tokens in ${r.seconds.toFixed(1)} s${r.dropped ? ` (${r.dropped} characters of the text are not in the vocabulary and were skipped)` : ''}.`);
   });
 
