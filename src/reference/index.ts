@@ -16,3 +16,4 @@ export {
 export { type RefBidirectionalArgs, refBidirectionalForward, refBidirectionalBackward } from './bidirectional.ts';
 export { type RefRecurrentStepArgs, refRecurrentStep } from './step.ts';
 export { type RefDenseArgs, refDense, refDenseBackward } from './dense.ts';
+export { refErf, refGelu, refGeluBackward } from './activation.ts';

@@ -1,5 +1,6 @@
 /**
- * The TF.js ops under the models (src/tfjs/ops): the dense op's value and its three gradients
+ * The TF.js ops under the models (src/tfjs/ops): GELU's value and gradient against its float64
+ * twin (erf checked against known values, the gradient by finite differences); the dense op's value and its three gradients
  * against the float64 twin (itself checked by finite differences), in both weight layouts, with
  * and without bias, on 2-D and 3-D inputs with awkward sizes, on the cpu and wasm TF.js backends;
  * the wasm backend's explicit transpose bit-identical to `tf.transpose`; bad arguments refused by
@@ -7,7 +8,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { refDense, refDenseBackward } from '../../src/reference/index.ts';
+import { refDense, refDenseBackward, refErf, refGelu, refGeluBackward } from '../../src/reference/index.ts';
+import { gelu } from '../../src/tfjs/ops/activation.ts';
 import { dense } from '../../src/tfjs/ops/dense.ts';
 import { matMul2d, transpose2d } from '../../src/tfjs/ops/matmul.ts';
 import { assertClose, finiteDiff } from '../util/assert.ts';
@@ -33,6 +35,53 @@ describe('float64 dense twin', () => {
     }
   });
 });
+
+describe('float64 GELU twin', () => {
+  it('erf matches known values to 1e-12 on both sides of the series switch', () => {
+    const known: Array<[number, number]> = [
+      [0.5, 0.5204998778130465],
+      [1, 0.8427007929497149],
+      [2.4, 0.9993114861033549],
+      [2.6, 0.9997639655834707],
+      [2.9, 0.9999589021219005],
+      [3.1, 0.9999883513426328],
+      [4, 0.9999999845827421],
+      [-1.5, -0.9661051464753108],
+    ];
+    for (const [x, v] of known) expect(Math.abs(refErf(x) - v), `erf(${x})`).toBeLessThan(1e-12);
+  });
+  it('its gradient equals finite differences', () => {
+    const x = Float64Array.from([-4.2, -2.9, -1, -0.3, 0, 0.2, 1.7, 3.05, 5]);
+    const dy = new Rng(5).normals(x.length);
+    const loss = (v: Float64Array) => refGelu(v).reduce((s, y, i) => s + y * dy[i], 0);
+    assertClose('dx', finiteDiff(loss, x), refGeluBackward(x, dy), 1e-7);
+  });
+});
+
+for (const backend of ['cpu', 'wasm'] as const) {
+  describe(`GELU op on the ${backend} backend`, () => {
+    it('value and (autograd) gradient match the float64 twin', async () => {
+      await useTfjsBackend(backend);
+      const rng = new Rng(9);
+      const x = Float64Array.from({ length: 999 }, () => rng.normal() * 3);
+      x[0] = 0;
+      x[1] = -12;
+      x[2] = 12;
+      const dy = rng.normals(x.length);
+      const before = tf.memory().numTensors;
+      const got = tf.tidy(() => {
+        const xt = tf.tensor(Float32Array.from(x), [27, 37]);
+        const [g] = tf.grads((t: tf.Tensor) => tf.sum(tf.mul(gelu(t), tf.tensor(Float32Array.from(dy), [27, 37]))))([xt]);
+        return { y: gelu(xt).dataSync(), dx: g.dataSync() };
+      });
+      expect(tf.memory().numTensors).toBe(before);
+      const xf = Float64Array.from(Float32Array.from(x));
+      assertClose('y', refGelu(xf), got.y, 1e-6);
+      assertClose('dx', refGeluBackward(xf, dy), got.dx, 1e-6);
+      await tf.setBackend('cpu');
+    });
+  });
+}
 
 for (const backend of ['cpu', 'wasm'] as const) {
   describe(`dense op on the ${backend} backend`, () => {
