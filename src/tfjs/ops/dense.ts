@@ -4,7 +4,7 @@
  *
  *   forward   y = x·W + b           x `[..., in]`, W `[in, out]` (or `[out, in]` with `transposeW`,
  *                                   PyTorch's `nn.Linear` layout), b `[out]`, y `[..., out]`
- *   backward  dx = dy·Wᵀ, dW = xᵀ·dy (or dyᵀ·x), db = Σ_rows dy = 1ᵀ·dy
+ *   backward  dx = dy·Wᵀ, dW = xᵀ·dy (or dyᵀ·x), db = Σ_rows dy
  *
  * Saved for the backward: x and W (no intermediate).
  */
@@ -47,8 +47,7 @@ export function dense(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor, o: DenseOptions
         const g = tf.reshape(dy, [-1, outD]) as tf.Tensor2D;
         const dx = matMul2d(g, ws as tf.Tensor2D, false, !tw);
         const dw = tw ? matMul2d(g, xs as tf.Tensor2D, true, false) : matMul2d(xs as tf.Tensor2D, g, true, false);
-        // db as 1ᵀ·dy: a fast-path product (tf.sum over rows transposes first on the wasm backend).
-        return bias ? [dx, dw, tf.reshape(matMul2d(tf.ones([1, g.shape[0]]) as tf.Tensor2D, g), [outD])] : [dx, dw];
+        return bias ? [dx, dw, tf.sum(g, 0)] : [dx, dw];
       },
     };
   });
