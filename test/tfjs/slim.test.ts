@@ -75,6 +75,21 @@ describe('SLiM trainer', () => {
     b.dispose();
   });
 
+  it('reports every slice of both passes, in order, through onSlice (and the trainer passes it on)', () => {
+    const model = new PerformerLM(K, { vocabSize: 11, dModel: 16, heads: 2, layers: 1, ffn: 24, feature: 'favor', features: 8, chunk: 4, seed: 2 });
+    const seen: string[] = [];
+    const g = slimGradients(model, batch(2, 11, false), 4, (pass, done, total) => seen.push(`${pass}:${done}/${total}`));
+    for (const t of g.grads.values()) t.dispose();
+    // T = 14 in slices of 4: 4 slices forward, then 4 back
+    expect(seen).toEqual(['1:1/4', '1:2/4', '1:3/4', '1:4/4', '2:1/4', '2:2/4', '2:3/4', '2:4/4']);
+    seen.length = 0;
+    const trainer = new SlimTrainer(model, { sliceLength: 7, onSlice: (pass, done, total) => seen.push(`${pass}:${done}/${total}`) });
+    trainer.step(batch(3, 11, false));
+    trainer.optimizer.dispose();
+    expect(seen).toEqual(['1:1/2', '1:2/2', '2:1/2', '2:2/2']);
+    model.dispose();
+  });
+
   it('rejects bad batches with clear errors', () => {
     const model = new PerformerLM(K, { vocabSize: 11, dModel: 16, heads: 2, layers: 1, ffn: 24, feature: 'relu', chunk: 4 });
     expect(() => slimGradients(model, { tokens: new Int32Array([1, 2, 3]), batch: 2 }, 4)).toThrow(/tokens must be an Int32Array of shape \[batch, T \+ 1\]/);
