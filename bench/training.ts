@@ -23,6 +23,7 @@ import { init, Rng } from '../src/index.ts';
 import { PerformerLM, type PerformerLMConfig } from '../src/model/performer_lm.ts';
 import { SlimTrainer } from '../src/train/slim.ts';
 import { machineInfo, machineMarkdown } from './harness/machine.ts';
+import { hardenWasmBackend } from './harness/tfjs.ts';
 
 const flags = new Map<string, string>();
 for (const a of process.argv.slice(2)) {
@@ -45,25 +46,6 @@ const SLICE = Number(flags.get('slice') ?? 256);
 const CONFIG: PerformerLMConfig = { vocabSize: 256, dModel: 128, heads: 4, layers: 2, ffn: 512, feature: 'favor', features: 32, seed: 1 };
 const MB = 1024 * 1024;
 const RESULTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
-
-/** Make tf.profile's per-kernel timer synchronous and a failed wasm malloc an error (see harness/tfjs.ts). */
-function hardenWasmBackend(): void {
-  tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
-  const b = tf.backend() as unknown as { time: unknown; wasm?: { asm?: { malloc?: (n: number) => number }; _malloc: (n: number) => number; HEAPU8: Uint8Array } };
-  b.time = (f: () => void) => {
-    const start = performance.now();
-    f();
-    return Promise.resolve({ kernelMs: performance.now() - start });
-  };
-  const w = b.wasm;
-  if (!w) return;
-  const malloc = w.asm?.malloc ?? w._malloc.bind(w);
-  w._malloc = (n: number) => {
-    const p = malloc(n);
-    if (p === 0 && n > 0) throw new Error(`OOM: wasm malloc(${n}) failed, heap ${w.HEAPU8.length} bytes`);
-    return p;
-  };
-}
 
 function tokens(T: number, seed: number): Int32Array {
   const rng = new Rng(seed);

@@ -53,6 +53,16 @@ function syncTimer(): void {
   };
 }
 
+/**
+ * For a wasm backend set up elsewhere (bench/training.ts, bench/training/step.ts): the same
+ * synchronous kernel timer, malloc guard and no per-kernel output checks as the methods here.
+ */
+export function hardenWasmBackend(): void {
+  tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
+  guardMalloc();
+  syncTimer();
+}
+
 async function activate(): Promise<void> {
   // Flags are reset by engine.reset(); set them each time.
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false); // single thread (Node has none anyway)

@@ -13,11 +13,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../../examples/backend.ts';
+import { hardenWasmBackend } from '../harness/tfjs.ts';
 import { init, randomProjection, Rng } from '../../src/index.ts';
 import { ReferenceLM, type ReferenceConfig } from '../../src/model/reference_lm.ts';
 import { SlimTrainer } from '../../src/train/slim.ts';
 
-export const CONFIGS: Record<string, Omit<ReferenceConfig, 'feature'>> = {
+const CONFIGS: Record<string, Omit<ReferenceConfig, 'feature'>> = {
   small: { vocab: 256, hidden: 128, layers: 2, ffn: 512, heads: 4, gptln: true },
   ptb: { vocab: 256, hidden: 512, layers: 3, ffn: 2048, heads: 8, gptln: true },
 };
@@ -48,7 +49,7 @@ const reps = Number(flags.get('reps') ?? 3);
 const cfg: ReferenceConfig = { ...CONFIGS[configName], feature };
 
 const backend = await useBackend('wasm');
-tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
+hardenWasmBackend(); // synchronous kernel timer for tf.profile, malloc failures as errors
 const kernels = await init();
 const hd = cfg.hidden / cfg.heads;
 const rfs =
@@ -91,12 +92,6 @@ let products: Product[] | undefined;
 let transposeMs: number | undefined;
 let profiledStepMs: number | undefined;
 if (flags.has('products')) {
-  // tf.profile's per-kernel timer, made synchronous (the wasm backend's is a Promise of nothing).
-  (tf.backend() as unknown as { time: unknown }).time = (f: () => void) => {
-    const s = performance.now();
-    f();
-    return Promise.resolve({ kernelMs: performance.now() - s });
-  };
   const t0 = performance.now();
   const info = await tf.profile(() => {
     trainer.step(batch);
