@@ -204,7 +204,10 @@ def check(directory):
         rfs = sorted((k for k in vec if k.startswith("rfs.")), key=lambda k: int(k.split(".")[1]))
         feature = cfg["feature"]
         model = SlimLM(cfg["vocab"], cfg["hidden"], cfg["layers"], cfg["ffn"], cfg["heads"], feature, cfg["gptln"], [torch.tensor(vec[k].copy()) for k in rfs] if rfs else None)
-        model.load_state_dict({k: torch.tensor(v.copy()) for k, v in w.items()}, strict=False)
+        loaded = model.load_state_dict({k: torch.tensor(v.copy()) for k, v in w.items()}, strict=False)
+        missing = [k for k in loaded.missing_keys if not k.endswith("attention.rfs")]  # rfs come from the vectors
+        if missing or loaded.unexpected_keys:
+            raise SystemExit(f"{name}: weights do not fit the model: missing {missing}, unexpected {loaded.unexpected_keys}")
         tok = torch.tensor(vec["tokens"].astype(np.int64))
         mask = torch.tensor(vec["mask"].astype(np.float64))
         inputs, targets, weights = tok[:, :-1], tok[:, 1:], mask[:, 1:]
