@@ -60,20 +60,25 @@ function rewrite(file, pairs) {
 const wasmB64 = (name) => readFileSync(new URL(`./wasm/${name}`, import.meta.url)).toString('base64');
 
 const plugins = [
-  // The loader: binaries live in <pkg>/wasm/, one level above dist/. Two literal URLs (instead of
-  // a template) let bundlers (Vite, webpack 5, Parcel) see and emit both assets.
+  // The loader: binaries live in <pkg>/wasm/, one level above dist/. Literal URLs (instead of a
+  // template) let bundlers (Vite, webpack 5, Parcel) see and emit the three assets.
   rewrite('src/wasm/loader.ts', [
     [
       'readNodeFile(new URL(`../../wasm/${name}`, import.meta.url))',
-      "readNodeFile(simd ? new URL('../wasm/slim_kernels_simd.wasm', import.meta.url) : new URL('../wasm/slim_kernels_scalar.wasm', import.meta.url))",
+      'readNodeFile(wasmUrl(binary))',
     ],
     [
       'return new URL(`../../wasm/${name}`, import.meta.url);',
-      "return simd ? new URL('../wasm/slim_kernels_simd.wasm', import.meta.url) : new URL('../wasm/slim_kernels_scalar.wasm', import.meta.url);",
+      'return wasmUrl(binary);',
+    ],
+    [
+      'async function defaultSource(',
+      "const wasmUrl = (binary) => binary === 'relaxed' ? new URL('../wasm/slim_kernels_relaxed.wasm', import.meta.url) : binary === 'simd' ? new URL('../wasm/slim_kernels_simd.wasm', import.meta.url) : new URL('../wasm/slim_kernels_scalar.wasm', import.meta.url);\nasync function defaultSource(",
     ],
   ]),
   // The inline entry's data: generated here, never committed.
   rewrite('src/wasm/inline-data.ts', [
+    ['export const RELAXED_BASE64: string | null = null;', () => `export const RELAXED_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_relaxed.wasm'))};`],
     ['export const SIMD_BASE64: string | null = null;', () => `export const SIMD_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_simd.wasm'))};`],
     ['export const SCALAR_BASE64: string | null = null;', () => `export const SCALAR_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_scalar.wasm'))};`],
   ]),

@@ -7,7 +7,9 @@
  *                                         ours vs PyTorch, small and Penn Treebank configs
  *   npm run bench:training -- --long [--long-t=1048576]
  *                                         one SLiM step over a million tokens vs T = 1024
- * (the last two: bench/training/side_by_side.ts)
+ *   npm run bench:training -- --binaries [--node=PATH]
+ *                                         our step on the relaxed-SIMD, SIMD and scalar kernels
+ * (the last three: bench/training/side_by_side.ts)
  *
  * Model: 2 layers, 4 heads, d_model 128, FFN 512, FAVOR+ with 32 features per head, vocabulary
  * 256, B = 1, TF.js wasm backend. Writes bench/results/training-<date>.json and
@@ -28,13 +30,14 @@ import { hardenWasmBackend } from './harness/tfjs.ts';
 const flags = new Map<string, string>();
 for (const a of process.argv.slice(2)) {
   const m = /^--([\w-]+)(?:=(.*))?$/.exec(a);
-  if (!m || !['t', 'decode-pos', 'reps', 'slice', 'compare', 'long', 'long-t', 'prefix-sum'].includes(m[1])) throw new Error(`unknown argument ${a}`);
+  if (!m || !['t', 'decode-pos', 'reps', 'slice', 'compare', 'long', 'long-t', 'prefix-sum', 'binaries', 'node'].includes(m[1])) throw new Error(`unknown argument ${a}`);
   flags.set(m[1], m[2] ?? 'true');
 }
-if (flags.has('compare') || flags.has('long')) {
-  const { compare, long } = await import('./training/side_by_side.ts');
+if (flags.has('compare') || flags.has('long') || flags.has('binaries')) {
+  const { binaries, compare, long } = await import('./training/side_by_side.ts');
   const slice = Number(flags.get('slice') ?? 256);
   if (flags.has('compare')) await compare({ reps: Number(flags.get('reps') ?? 5), slice, T: Number(flags.get('t') ?? 1024), prefixSum: flags.get('prefix-sum') !== 'false' });
+  if (flags.has('binaries')) await binaries({ reps: Number(flags.get('reps') ?? 3), slice, T: Number(flags.get('t') ?? 1024), node: flags.get('node') });
   if (flags.has('long')) await long({ longT: Number(flags.get('long-t') ?? 1_048_576), slice });
   process.exit(0);
 }

@@ -45,7 +45,7 @@ for (const entry of ['index', 'inline', 'parallel', 'parallel-worker', 'webgpu',
   const code = r.outputFiles[0].contents;
   rows.push({ kind: 'entry', name: entry === 'index' ? '.' : `./${entry}`, raw: readFileSync(file).length, min: code.length, gzip: gz(code), brotli: br(code) });
 }
-for (const name of ['slim_kernels_simd.wasm', 'slim_kernels_scalar.wasm']) {
+for (const name of ['slim_kernels_relaxed.wasm', 'slim_kernels_simd.wasm', 'slim_kernels_scalar.wasm']) {
   const b = readFileSync(new URL(`wasm/${name}`, root));
   rows.push({ kind: 'wasm', name, raw: b.length, min: b.length, gzip: gz(b), brotli: br(b) });
 }

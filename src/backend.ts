@@ -8,6 +8,7 @@
  */
 import type { Dims } from './types.ts';
 import { init, type InitOptions, type Kernels } from './wasm/kernels.ts';
+import { BINARY_LABEL } from './wasm/loader.ts';
 import { findAdapter, type AdapterChoice } from './webgpu/device.ts';
 import { WebGPUKernels, type WebGPUOptions } from './webgpu/kernels.ts';
 
@@ -45,7 +46,7 @@ export async function createKernels(opts: CreateKernelsOptions = {}): Promise<Ke
   if (want !== 'auto' && want !== 'wasm' && want !== 'webgpu') throw new TypeError(`createKernels: backend must be 'auto', 'wasm' or 'webgpu', got ${String(want)}`);
   const wasm = async (reason: string): Promise<KernelChoice> => {
     const kernels = await init(opts.wasm);
-    return { kernels, backend: 'wasm', reason: `wasm (${kernels.simd ? 'SIMD' : 'scalar'}): ${reason}` };
+    return { kernels, backend: 'wasm', reason: `wasm (${BINARY_LABEL[kernels.binary]}): ${reason}` };
   };
   if (want === 'wasm') return wasm('requested');
   if (want === 'webgpu' || opts.device) {

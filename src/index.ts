@@ -11,7 +11,7 @@ export type {
   InitOptions,
   StepArgs,
 } from './wasm/kernels.ts';
-export { simdSupported, type WasmSource } from './wasm/loader.ts';
+export { BINARY_LABEL, bestBinary, relaxedSimdSupported, simdSupported, type SimdOption, type WasmBinary, type WasmSource } from './wasm/loader.ts';
 export { ArgError } from './validate.ts';
 export { randomProjection, headProjection, FeatureRedraw, Rng } from './features/index.ts';
 // WebGPU (WebGPUKernels, createKernels, …) lives in the `slim-performer/webgpu` entry: src/webgpu/index.ts.

@@ -116,3 +116,56 @@ export function checkFits(fn: string, bytes: number, limit: number): void {
     fail(fn, `this call needs about ${(bytes / 1024 ** 3).toFixed(2)} GiB of wasm memory, more than the ${(limit / 1024 ** 3).toFixed(0)} GiB a wasm32 instance can address; split the batch or the sequence`);
   }
 }
+
+/**
+ * A causal forward over `t ≥ 1` tokens with FAVOR+ features always ends at a finite key offset,
+ * so a `stateOut` whose offset is `-Infinity` (an empty state, `emptyState(dims, 'favor')`)
+ * cannot be the state the forward returned. Refused here: the kernels' own offset comparison
+ * would read an infinite gap as a change of frame and return gradients of the wrong problem.
+ */
+export function checkStateOutFilled(fn: string, stateOut: AttnState, feature: FeatureMap | 'identity'): void {
+  if (feature !== 'favor') return;
+  const i = stateOut.offset.findIndex((o) => !Number.isFinite(o));
+  if (i >= 0) {
+    fail(
+      fn,
+      `stateOut.offset[${i}] is ${stateOut.offset[i]} (an empty state), but a 'favor' forward over t ≥ 1 tokens ends at a finite offset; ` +
+        'stateOut must be the state causalForward returned for these q, k, v (same stateIn, same chunk)',
+    );
+  }
+}
+
+/** The refusal of a `stateOut` whose offset disagrees with the keys (wasm status −6, WebGPU's own check). */
+export function stateMismatch(fn: string, detail: string): ArgError {
+  return new ArgError(
+    `${fn}: stateOut is not the state the forward produced from these q, k (its offset disagrees with the keys${detail ? `: ${detail}` : ''}); ` +
+      'expected the state causalForward returned for these q, k, v (with the same stateIn / offsetIn and chunk)',
+  );
+}
+
+/** The error for finite inputs whose result overflows float32 (every backend raises this one). */
+export function notFinite(fn: string): ArgError {
+  return new ArgError(
+    `${fn}: the result is not finite although q, k and v are: they are too large for float32 (favor features need |x|²·d^(-1/2)/2 well below 3.4e38, and the prefix sums Σ φ(k)·vᵀ must stay below it); scale q, k or v down`,
+  );
+}
+
+/**
+ * FAVOR+ features form `s = Σ (x·d^(-1/4))² = |x|²·d^(-1/2)` in float32 for every row of `q` and
+ * `k` (the logits' norm term). A row with `s` beyond float32 is refused up front by backends that
+ * cannot see the overflow in their results (WebGPU, where an overflowed key may silently weigh 0).
+ */
+export function checkFavorRange(fn: string, name: string, x: Float32Array, d: number): void {
+  const scale = 1 / Math.sqrt(d);
+  for (let r = 0; r * d < x.length; r++) {
+    let sq = 0;
+    for (let i = r * d; i < (r + 1) * d; i++) sq += x[i] * x[i];
+    if (!(sq * scale <= F32_MAX)) {
+      throw new ArgError(
+        `${fn}: the result is not finite for these inputs: ${name} row ${r} is too large for float32 (favor features form |${name}|²·d^(-1/2), here ${(sq * scale).toExponential(2)}, which must stay below 3.4e38); scale the inputs down`,
+      );
+    }
+  }
+}
+
+const F32_MAX = 3.4028234663852886e38;

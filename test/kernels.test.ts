@@ -3,7 +3,7 @@
  * (crate/src/linear_attn/README.md is the contract).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { emptyState, init, type Kernels } from '../src/index.ts';
+import { ArgError, emptyState, init, relaxedSimdSupported, type Kernels, type WasmBinary } from '../src/index.ts';
 import { findAdapter } from '../src/webgpu/device.ts';
 import { initWebGPU } from '../src/webgpu/kernels.ts';
 import type { Dims, FeatureMap } from '../src/types.ts';
@@ -14,6 +14,7 @@ import {
   refCausalBackwardFeatures,
   refCausalForward,
   refCausalForwardFeatures,
+  refCausalUnroll,
 } from '../src/reference/index.ts';
 import { assertClose } from './util/assert.ts';
 import { Rng } from './util/rng.ts';
@@ -27,13 +28,13 @@ interface Backend {
   kind: 'wasm' | 'webgpu';
   /** The WebGPU backend's methods return Promises; the suite awaits every call, so one type serves. */
   make: () => Promise<Kernels>;
-  simd?: boolean;
-  /** Why this backend is skipped here (no adapter). */
+  binary?: WasmBinary;
+  /** Why this backend is skipped here (no adapter, no relaxed SIMD). */
   skip?: string;
 }
 
 /**
- * Backends: both wasm binaries, and WebGPU (npm `webgpu` on Mesa llvmpipe in Node, the
+ * Backends: the three wasm binaries, and WebGPU (npm `webgpu` on Mesa llvmpipe in Node, the
  * browser's adapter under `vitest.browser.config.ts`) when an adapter exists.
  * `SLIM_TEST_BACKENDS=webgpu` (comma-separated prefixes) runs a subset.
  */
@@ -45,8 +46,15 @@ const ALL_BACKENDS: Backend[] = [
   ...(inBrowser
     ? []
     : [
-        { name: 'wasm-simd', kind: 'wasm' as const, make: () => init({ simd: true }), simd: true },
-        { name: 'wasm-scalar', kind: 'wasm' as const, make: () => init({ simd: false }), simd: false },
+        {
+          name: 'wasm-relaxed',
+          kind: 'wasm' as const,
+          make: () => init({ simd: 'relaxed' }),
+          binary: 'relaxed' as const,
+          skip: relaxedSimdSupported() ? undefined : 'this engine has no WebAssembly relaxed SIMD (Node 21+, or Node 20 with --experimental-wasm-relaxed-simd as vitest.config.ts sets)',
+        },
+        { name: 'wasm-simd', kind: 'wasm' as const, make: () => init({ simd: true }), binary: 'simd' as const },
+        { name: 'wasm-scalar', kind: 'wasm' as const, make: () => init({ simd: false }), binary: 'scalar' as const },
       ]),
   {
     name: gpu ? `${gpuName} (${gpu.description})` : gpuName,
@@ -101,7 +109,7 @@ describe.each(BACKENDS)('$name', (backend) => {
   let K: Kernels;
   beforeAll(async () => {
     K = await backend.make();
-    if (wasm) expect(K.simd).toBe(backend.simd);
+    if (wasm) expect(K.binary).toBe(backend.binary);
   });
   afterEach(() => {
     expect(K.liveBytes(), 'every wasm allocation / GPU buffer is freed after each call').toBe(0);
@@ -208,6 +216,16 @@ describe.each(BACKENDS)('$name', (backend) => {
         const f = await K.causalForward({ ...p, state, chunk: 16 });
         const back = K.causalUnroll({ ...p, stateOut: f.state, offsetIn: state.offset, chunk: 16 });
         assertStateClose('state', state, back, dims, 1e-9);
+        // The float64 twin undoes a float64 forward exactly, and the kernel's float32 forward to TOL
+        // (the kernel itself recomputes the increment with the forward's own rounding: 1e-9 above).
+        const exact = refCausalForward({ ...p, state });
+        assertStateClose('twin of the float64 forward', state, refCausalUnroll({ ...p, stateOut: exact.state, offsetIn: state.offset }), dims, 1e-9);
+        assertStateClose('twin of the kernel forward', state, refCausalUnroll({ ...p, stateOut: f.state, offsetIn: state.offset }), dims, TOL);
+        // An input frame above the keys' logits: the output stays in it (favor), so the twin must
+        // move the slice's own contribution into that frame.
+        const high = { ...state, offset: state.offset.map((o) => (feature === 'favor' ? o + 30 : o)) };
+        const fromHigh = refCausalForward({ ...p, state: high });
+        assertStateClose('twin, high input frame', high, refCausalUnroll({ ...p, stateOut: fromHigh.state, offsetIn: high.offset }), dims, 1e-9);
         const fromEmpty = await K.causalForward({ ...p, chunk: 16 });
         const empty = K.causalUnroll({ ...p, stateOut: fromEmpty.state, offsetIn: emptyState(dims, feature).offset, chunk: 16 });
         expect(empty.S.every((x) => x === 0)).toBe(true);
@@ -321,6 +339,31 @@ describe.each(BACKENDS)('$name', (backend) => {
     for (const [name, a] of Object.entries({ out: f.out, S: f.state.S, z: f.state.z, dq: g.dq, dk: g.dk, dv: g.dv, dS: g.dState.S })) {
       expect(a.every(Number.isFinite), name).toBe(true);
     }
+  });
+
+  it('refuses finite inputs whose result overflows float32 (never a silent NaN), and stays usable', async () => {
+    const dims = SHAPES[1].dims;
+    const good = makeProblem('favor', dims, 83);
+    const { dOut } = upstream(good.dims, 84);
+    const before = await K.causalForward({ ...good, chunk: 16 });
+    const scaled = (x: Float32Array, by: number) => x.map((e) => e * by);
+    const one = (x: Float32Array, at: number, value: number) => Object.assign(x.slice(), { [at]: value });
+    const relu = makeProblem('relu', dims, 85);
+    const cases: Array<[string, () => unknown]> = [
+      ['causalForward favor q·1e20', () => K.causalForward({ ...good, q: scaled(good.q, 1e20), chunk: 16 })],
+      ['causalForward favor k[3] = 3e38', () => K.causalForward({ ...good, k: one(good.k, 3, 3e38), chunk: 16 })],
+      ['causalForward relu v = 3e38', () => K.causalForward({ ...relu, v: relu.v.map(() => 3e38), chunk: 16 })],
+      ['causalBackward favor q·1e20', () => K.causalBackward({ ...good, q: scaled(good.q, 1e20), stateOut: before.state, dOut, chunk: 16 })],
+      ['bidirectionalForward favor q·1e20', () => K.bidirectionalForward({ ...good, q: scaled(good.q, 1e20), chunk: 16 })],
+      ['bidirectionalForward favor k[0] = 3e38', () => K.bidirectionalForward({ ...good, k: one(good.k, 0, 3e38), chunk: 16 })],
+      ['bidirectionalBackward favor q·1e20', () => K.bidirectionalBackward({ ...good, q: scaled(good.q, 1e20), dOut, chunk: 16 })],
+    ];
+    for (const [name, call] of cases) {
+      await expect((async () => call())(), name).rejects.toThrow(/the result is not finite/);
+      await expect((async () => call())(), name).rejects.toBeInstanceOf(ArgError);
+    }
+    const after = await K.causalForward({ ...good, chunk: 16 });
+    expect(after.out, 'the next good call is bit-identical').toEqual(before.out);
   });
 
   // WebGPU: the backward keeps O(√(T/C)) state checkpoints instead (test/webgpu.test.ts bounds them).

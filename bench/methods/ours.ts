@@ -1,6 +1,6 @@
 /**
- * ours-simd / ours-scalar: the library's fused chunked kernels (src/index.ts → wasm), FAVOR+
- * features, chunk C = 64. A fresh kernel instance per case.
+ * ours-relaxed / ours-simd / ours-scalar: the library's fused chunked kernels (src/index.ts →
+ * wasm, one per binary), FAVOR+ features, chunk C = 64. A fresh kernel instance per case.
  * Timed calls: causalForward (fwd); causalForward + causalBackward (fwd+bwd), JS arrays in/out.
  * Peak memory: wasm memory growth during the first call on a fresh instance (memoryBytes() is a
  * high-water mark) + the JS-side result arrays.
@@ -10,7 +10,7 @@ import { typedBytes } from '../harness/memory.ts';
 
 export const CHUNK = 64;
 
-import { init, type Kernels } from '../../src/index.ts';
+import { BINARY_LABEL, init, relaxedSimdSupported, type Kernels, type SimdOption } from '../../src/index.ts';
 
 interface CallArgs {
   q: Float32Array;
@@ -80,18 +80,21 @@ export function chunkedFlops(c: BenchCase, mode: Mode, C = CHUNK): number {
   return c.b * c.h * (mode === 'fwd' ? fwd : fwd + bwd);
 }
 
-function makeOurs(name: string, simd: boolean): Method<Ctx> {
+function makeOurs(name: string, simd: SimdOption): Method<Ctx> {
+  const label = BINARY_LABEL[simd === 'relaxed' ? 'relaxed' : simd ? 'simd' : 'scalar'];
+  const unsupported = () => (simd === 'relaxed' && !relaxedSimdSupported() ? 'this engine has no WebAssembly relaxed SIMD (Node 21+, Chrome 114+)' : null);
   return {
     name,
-    about: `slim-performer fused chunked kernels (${simd ? 'SIMD' : 'scalar'} wasm), FAVOR+, C = ${CHUNK}`,
+    about: `slim-performer fused chunked kernels (${label} wasm), FAVOR+, C = ${CHUNK}`,
     reference: 'linear',
     dependsOnM: true,
     modes: ['fwd', 'fwdbwd'],
     async init() {
+      if (unsupported()) return;
       const k = await init({ simd });
       k.dispose();
     },
-    supports: () => true,
+    supports: () => unsupported() ?? true,
     async setup(c, x) {
       const kern = await init({ simd });
       return { c, x, kern, args: argsOf(c, x) };
@@ -119,5 +122,6 @@ function makeOurs(name: string, simd: boolean): Method<Ctx> {
   };
 }
 
+export const oursRelaxed = makeOurs('ours-relaxed', 'relaxed');
 export const oursSimd = makeOurs('ours-simd', true);
 export const oursScalar = makeOurs('ours-scalar', false);

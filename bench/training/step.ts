@@ -7,14 +7,17 @@
  * (best of 5 batches).
  *
  *   node --import tsx bench/training/step.ts --config=small|ptb --feature=sqr|favor+ --t=1024
- *        --slice=256 --reps=3 [--products] [--progress]
+ *        --slice=256 --reps=3 [--products] [--progress] [--binary=relaxed|simd|scalar]
+ *
+ * `--binary` picks our kernels' wasm binary (default: the best the engine runs); the dense layers
+ * are TF.js's own wasm binary either way.
  *
  * A benchmark: nothing here asserts a time.
  */
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../../examples/backend.ts';
 import { hardenWasmBackend } from '../harness/tfjs.ts';
-import { init, randomProjection, Rng } from '../../src/index.ts';
+import { init, randomProjection, Rng, type SimdOption } from '../../src/index.ts';
 import { ReferenceLM, type ReferenceConfig } from '../../src/model/reference_lm.ts';
 import { SlimTrainer } from '../../src/train/slim.ts';
 
@@ -37,7 +40,7 @@ interface Product {
 const flags = new Map<string, string>();
 for (const a of process.argv.slice(2)) {
   const m = /^--([\w-]+)(?:=(.*))?$/.exec(a);
-  if (!m || !['config', 'feature', 't', 'slice', 'reps', 'products', 'progress'].includes(m[1])) throw new Error(`step.ts: unknown argument ${a}`);
+  if (!m || !['config', 'feature', 't', 'slice', 'reps', 'products', 'progress', 'binary'].includes(m[1])) throw new Error(`step.ts: unknown argument ${a}`);
   flags.set(m[1], m[2] ?? 'true');
 }
 const configName = flags.get('config') ?? 'small';
@@ -50,7 +53,10 @@ const cfg: ReferenceConfig = { ...CONFIGS[configName], feature };
 
 const backend = await useBackend('wasm');
 hardenWasmBackend(); // synchronous kernel timer for tf.profile, malloc failures as errors
-const kernels = await init();
+const BINARY_FLAG: Record<string, SimdOption | undefined> = { relaxed: 'relaxed', simd: true, scalar: false, best: undefined };
+const binaryFlag = flags.get('binary') ?? 'best';
+if (!(binaryFlag in BINARY_FLAG)) throw new Error(`step.ts: --binary must be one of ${Object.keys(BINARY_FLAG).join(', ')}`);
+const kernels = await init({ simd: BINARY_FLAG[binaryFlag] });
 const hd = cfg.hidden / cfg.heads;
 const rfs =
   feature === 'favor+'
@@ -135,6 +141,8 @@ console.log(
   JSON.stringify({
     method: 'ours',
     backend,
+    binary: kernels.binary,
+    node: process.version,
     threads: 1,
     config: configName,
     feature,

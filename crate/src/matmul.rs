@@ -60,15 +60,24 @@ fn rows<const R: usize>(
 ) {
     let (k0, k) = (ks.start, ks.end);
     let arow: [&[f32]; R] = core::array::from_fn(|r| &a.data[(i0 + r) * a.ld..(i0 + r) * a.ld + k]);
+    // The inner loops read `b[l][j0..j0 + 8]` for `l < k`, `j0 + 8 ≤ n` and `arow[r][l]`: one
+    // bounds check here instead of three per step (the loop is issue-bound, not FMA-bound).
+    if k > k0 {
+        assert!((k - 1) * b.ld + n <= b.data.len());
+    }
+    let bp = b.data.as_ptr();
     let mut j0 = 0;
     while j0 + 8 <= n {
         let mut s = [[F4::zero(); 2]; R];
         for l in k0..k {
-            let brow = &b.data[l * b.ld + j0..l * b.ld + j0 + 8];
-            let b0 = F4::load(brow);
-            let b1 = F4::load(&brow[4..]);
+            // SAFETY: l*ld + j0 + 8 ≤ (k-1)*ld + n ≤ b.data.len() (asserted above).
+            let (b0, b1) = unsafe {
+                let p = bp.add(l * b.ld + j0);
+                (F4::load_ptr(p), F4::load_ptr(p.add(4)))
+            };
             for r in 0..R {
-                let x = F4::splat(arow[r][l]);
+                // SAFETY: l < k = arow[r].len().
+                let x = F4::splat(unsafe { *arow[r].get_unchecked(l) });
                 s[r][0] = s[r][0].mul_add(x, b0);
                 s[r][1] = s[r][1].mul_add(x, b1);
             }
@@ -88,9 +97,11 @@ fn rows<const R: usize>(
     if j0 + 4 <= n {
         let mut s = [F4::zero(); R];
         for l in k0..k {
-            let b0 = F4::load(&b.data[l * b.ld + j0..l * b.ld + j0 + 4]);
+            // SAFETY: as above, with j0 + 4 ≤ n.
+            let b0 = unsafe { F4::load_ptr(bp.add(l * b.ld + j0)) };
             for r in 0..R {
-                s[r] = s[r].mul_add(F4::splat(arow[r][l]), b0);
+                // SAFETY: l < k = arow[r].len().
+                s[r] = s[r].mul_add(F4::splat(unsafe { *arow[r].get_unchecked(l) }), b0);
             }
         }
         for (r, sr) in s.iter().enumerate() {

@@ -1,6 +1,8 @@
 //! The f32x4 seam: every kernel is written against `F4`. On wasm32 with `simd128` it is a
 //! `v128`; everywhere else (the scalar wasm binary, native tests) it is four plain `f32`s, so
-//! both builds run the same algorithm with the same rounding in the element-wise parts.
+//! both builds run the same algorithm with the same rounding in the element-wise parts. A third
+//! build adds `relaxed-simd`: `mul_add` becomes `f32x4.relaxed_madd` (fused multiply-add where
+//! the CPU has it), the only difference from the SIMD build.
 
 // `add`/`sub`/`mul`/`max` name lane-wise ops on purpose; `F4` has no operator traits.
 #![allow(clippy::should_implement_trait)]
@@ -28,6 +30,14 @@ mod imp {
             // SAFETY: length checked above; v128_load allows unaligned addresses.
             F4(unsafe { v128_load(s.as_ptr() as *const v128) })
         }
+        /// Loads `p[0..4]`.
+        ///
+        /// # Safety
+        /// `p..p + 4` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_ptr(p: *const f32) -> F4 {
+            F4(v128_load(p as *const v128))
+        }
         /// Stores into `s[0..4]`.
         #[inline(always)]
         pub fn store(self, s: &mut [f32]) {
@@ -47,10 +57,18 @@ mod imp {
         pub fn mul(self, o: F4) -> F4 {
             F4(f32x4_mul(self.0, o.0))
         }
-        /// `self + a * b` (two roundings: wasm SIMD has no fused multiply-add).
+        /// `self + a * b`: two roundings, as wasm SIMD has no fused multiply-add, unless the
+        /// binary is built with `relaxed-simd`, where the engine may fuse (one rounding).
+        #[cfg(not(target_feature = "relaxed-simd"))]
         #[inline(always)]
         pub fn mul_add(self, a: F4, b: F4) -> F4 {
             F4(f32x4_add(self.0, f32x4_mul(a.0, b.0)))
+        }
+        /// `self + a * b` with `f32x4.relaxed_madd`: fused where the CPU has FMA.
+        #[cfg(target_feature = "relaxed-simd")]
+        #[inline(always)]
+        pub fn mul_add(self, a: F4, b: F4) -> F4 {
+            F4(f32x4_relaxed_madd(a.0, b.0, self.0))
         }
         /// Lane-wise maximum (inputs are finite; the kernels validate them).
         #[inline(always)]
@@ -106,6 +124,14 @@ mod imp {
         #[inline(always)]
         pub fn load(s: &[f32]) -> F4 {
             F4([s[0], s[1], s[2], s[3]])
+        }
+        /// Loads `p[0..4]`.
+        ///
+        /// # Safety
+        /// `p..p + 4` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_ptr(p: *const f32) -> F4 {
+            F4([*p, *p.add(1), *p.add(2), *p.add(3)])
         }
         #[inline(always)]
         pub fn store(self, s: &mut [f32]) {
@@ -251,6 +277,25 @@ pub fn exp_shifted(y: &mut [f32], shift: f32) {
     }
 }
 
+/// Whether every value is finite: `x · 0` is `±0` for finite `x` and NaN for NaN or ±inf,
+/// and a sum of them stays NaN once one is.
+#[inline]
+pub fn all_finite(x: &[f32]) -> bool {
+    let n4 = x.len() & !3;
+    let zero = F4::zero();
+    let mut acc = F4::zero();
+    let mut i = 0;
+    while i < n4 {
+        acc = acc.mul_add(F4::load(&x[i..]), zero);
+        i += 4;
+    }
+    let mut s = acc.hsum();
+    for &e in &x[n4..] {
+        s += e * 0.0;
+    }
+    s == 0.0
+}
+
 /// `max_i y_i` (`-inf` for an empty slice).
 #[inline]
 pub fn max(y: &[f32]) -> f32 {
@@ -297,6 +342,14 @@ mod tests {
         axpy(&mut y, 2.0, &b);
         assert_eq!(y[10], 50.0);
         assert_eq!(max(&a), 10.0);
+        assert!(all_finite(&a) && all_finite(&[]) && all_finite(&[f32::MAX, -f32::MAX, 0.0, 1e-45, 3.0]));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 3, 4, 10] {
+                let mut b = a.clone();
+                b[at] = bad;
+                assert!(!all_finite(&b), "{bad} at {at}");
+            }
+        }
         let mut e = vec![0.0f32; 7];
         exp_shifted(&mut e, 1.0);
         assert!(e.iter().all(|&v| (v - (-1f32).exp()).abs() < 1e-7));

@@ -7,6 +7,7 @@
 use crate::dims::{DimError, Dims, Feature};
 use crate::linear_attn::chunk_bwd::Grads;
 use crate::linear_attn::{self, FeatureArgs, Qkv, State, StateMut};
+use crate::simd;
 use core::slice;
 use std::alloc::{alloc, dealloc, GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,6 +51,8 @@ enum Status {
     StateMismatch = -6,
     BadFeature = -7,
     Unrecoverable = -8,
+    /// Finite inputs whose result overflows f32 (FAVOR+ logits or prefix sums beyond ±3.4e38).
+    NotFinite = -9,
 }
 
 fn layout(bytes: usize) -> Option<Layout> {
@@ -105,10 +108,14 @@ pub extern "C" fn sp_reset_peak() {
     PEAK.store(HEAP.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
-/// 1 when this binary was built with SIMD.
+/// The instruction set this binary was built for: 0 scalar, 1 SIMD128, 2 SIMD128 + relaxed SIMD.
 #[no_mangle]
 pub extern "C" fn sp_simd() -> i32 {
-    cfg!(target_feature = "simd128") as i32
+    if cfg!(target_feature = "relaxed-simd") {
+        2
+    } else {
+        cfg!(target_feature = "simd128") as i32
+    }
 }
 
 /// Makes sure the kernels' scratch can be allocated, so an allocation inside a kernel never
@@ -150,6 +157,36 @@ unsafe fn w<'a, T>(p: *mut T, n: usize) -> &'a mut [T] {
 
 unsafe fn opt<'a, T>(p: *const T, n: usize) -> Option<&'a [T]> {
     (!p.is_null()).then(|| slice::from_raw_parts(p, n))
+}
+
+/// `Err(NotFinite)` unless every value is finite: no kernel returns NaN or ±inf silently.
+#[inline(never)]
+fn finite32(x: &[f32]) -> Result<(), Status> {
+    if simd::all_finite(x) {
+        Ok(())
+    } else {
+        Err(Status::NotFinite)
+    }
+}
+
+fn finite64(x: &[f64]) -> Result<(), Status> {
+    if x.iter().all(|e| e.is_finite()) {
+        Ok(())
+    } else {
+        Err(Status::NotFinite)
+    }
+}
+
+/// [`finite64`] over a state written by a kernel; its offsets may be `-inf` (the empty state's).
+unsafe fn finite_state(dims: &Dims, s: *const f64, z: *const f64, o: *const f64) -> Result<(), Status> {
+    let st = state(dims, s, z, o).ok_or(Status::Length)?;
+    finite64(st.s)?;
+    finite64(st.z)?;
+    if st.offset.iter().all(|&e| e.is_finite() || e == f64::NEG_INFINITY) {
+        Ok(())
+    } else {
+        Err(Status::NotFinite)
+    }
 }
 
 fn status(res: Result<(), Status>) -> i32 {
@@ -215,7 +252,7 @@ pub unsafe extern "C" fn sp_causal_forward(
     off_out: *mut f64,
 ) -> i32 {
     let dims = dims_of(bh, h, t, d, m, dv, chunk);
-    status(check(&dims, feature, omega).map(|f| {
+    status(check(&dims, feature, omega).and_then(|f| {
         let fa = feature_args(&dims, f, omega, eps);
         let so = state_mut(&dims, s_out, z_out, off_out);
         linear_attn::causal_forward(
@@ -226,6 +263,8 @@ pub unsafe extern "C" fn sp_causal_forward(
             w(out, bh * t * dv),
             so,
         );
+        finite32(r(out, bh * t * dv))?;
+        finite_state(&dims, s_out, z_out, off_out)
     }))
 }
 
@@ -285,7 +324,12 @@ pub unsafe extern "C" fn sp_causal_backward(
             d_state,
             g,
         )
-        .map_err(|_| Status::StateMismatch)
+        .map_err(|_| Status::StateMismatch)?;
+        finite32(r(dq, nq))?;
+        finite32(r(dk, nq))?;
+        finite32(r(dvv, nv))?;
+        finite64(r(ds_in, ns))?;
+        finite64(r(dz_in, bh * m))
     }))
 }
 
@@ -325,7 +369,8 @@ pub unsafe extern "C" fn sp_causal_unroll(
         linear_attn::causal_unroll(&dims, &fa, r(k, nk), r(v, nv), so, r(off_in, bh), si).map_err(|e| match e {
             linear_attn::unroll::UnrollError::StateMismatch { .. } => Status::StateMismatch,
             linear_attn::unroll::UnrollError::Unrecoverable { .. } => Status::Unrecoverable,
-        })
+        })?;
+        finite_state(&dims, s_in, z_in, off_in_out)
     }))
 }
 
@@ -352,9 +397,10 @@ pub unsafe extern "C" fn sp_bidirectional_forward(
     out: *mut f32,
 ) -> i32 {
     let dims = dims_of(bh, h, t, d, m, dv, chunk);
-    status(check(&dims, feature, omega).map(|f| {
+    status(check(&dims, feature, omega).and_then(|f| {
         let fa = feature_args(&dims, f, omega, eps);
         linear_attn::bidirectional_forward(&dims, &fa, qkv(&dims, q, k, v), w(out, bh * t * dv));
+        finite32(r(out, bh * t * dv))
     }))
 }
 
@@ -384,7 +430,7 @@ pub unsafe extern "C" fn sp_bidirectional_backward(
     dvv: *mut f32,
 ) -> i32 {
     let dims = dims_of(bh, h, t, d, m, dv, chunk);
-    status(check(&dims, feature, omega).map(|f| {
+    status(check(&dims, feature, omega).and_then(|f| {
         let fa = feature_args(&dims, f, omega, eps);
         let (nq, nv) = (bh * t * d, bh * t * dv);
         linear_attn::bidirectional_backward(
@@ -396,6 +442,9 @@ pub unsafe extern "C" fn sp_bidirectional_backward(
             w(dk, nq),
             w(dvv, nv),
         );
+        finite32(r(dq, nq))?;
+        finite32(r(dk, nq))?;
+        finite32(r(dvv, nv))
     }))
 }
 
@@ -431,6 +480,7 @@ pub unsafe extern "C" fn sp_recurrent_step(
         let si = state(&dims, s_in, z_in, off_in).ok_or(Status::Length)?;
         let so = state_mut(&dims, s_out, z_out, off_out);
         linear_attn::recurrent_step(&dims, &fa, qkv(&dims, q, k, v), si, w(out, bh * dv), so);
-        Ok(())
+        finite32(r(out, bh * dv))?;
+        finite_state(&dims, s_out, z_out, off_out)
     }))
 }

@@ -71,7 +71,7 @@ export function parseSafetensors(bytes: Uint8Array): { tensors: Map<string, Tens
     }
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== 'object' || e === null) bad(`entry ${name} must be an object`);
-    if (typeof e.dtype !== 'string' || !(e.dtype in SIZE)) bad(`tensor ${name}: unknown dtype ${JSON.stringify(e.dtype)} (known: ${Object.keys(SIZE).join(', ')})`);
+    if (typeof e.dtype !== 'string' || !Object.hasOwn(SIZE, e.dtype)) bad(`tensor ${name}: unknown dtype ${JSON.stringify(e.dtype)} (known: ${Object.keys(SIZE).join(', ')})`);
     const dtype = e.dtype as DType;
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`tensor ${name}: shape must be a list of non-negative integers`);
     const shape = e.shape as number[];

@@ -4,6 +4,7 @@
  * metadata. A model trained by the paper's PyTorch code loads here, and goes back.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ArgError } from '../validate.ts';
 import { parseSafetensors, writeSafetensors, type TensorData } from './safetensors.ts';
 
 export interface WeightedModel {
@@ -22,6 +23,7 @@ export function exportWeights(model: WeightedModel, metadata: Record<string, str
  * (missing or extra tensors are an error), dtypes F32 or F64. Returns the file's metadata.
  */
 export function importWeights(model: WeightedModel, bytes: Uint8Array): Record<string, string> {
+  if (typeof model?.namedVariables !== 'function') throw new ArgError('importWeights: model must have namedVariables() (a PerformerLM or ReferenceLM)');
   const { tensors, metadata } = parseSafetensors(bytes);
   const vars = model.namedVariables();
   const names = new Set(vars.map(([n]) => n));
@@ -30,14 +32,16 @@ export function importWeights(model: WeightedModel, bytes: Uint8Array): Record<s
   if (missing.length || extra.length) {
     throw new Error(`importWeights: the file does not fit this model: missing [${missing.join(', ')}], unexpected [${extra.join(', ')}]`);
   }
-  for (const [name, v] of vars) {
+  const values = vars.map(([name, v]) => {
     const t = tensors.get(name)!;
     if (t.dtype !== 'F32' && t.dtype !== 'F64') throw new Error(`importWeights: ${name} is ${t.dtype}; weights must be F32 or F64`);
     if (t.shape.join() !== v.shape.join()) throw new Error(`importWeights: ${name} must be [${v.shape}], the file has [${t.shape}]`);
-  }
-  for (const [name, v] of vars) {
-    const t = tensors.get(name)!;
-    v.assign(tf.tensor(Float32Array.from(t.data as Float32Array | Float64Array), v.shape));
-  }
+    const data = Float32Array.from(t.data as Float32Array | Float64Array);
+    const i = data.findIndex((x) => !Number.isFinite(x));
+    if (i >= 0) throw new Error(`importWeights: ${name}[${i}] is ${data[i]} in the file${Number.isFinite(t.data[i]) ? ' (beyond float32)' : ''}; weights must be finite`);
+    return data;
+  });
+  // Everything checked: now write (the model is untouched when any check fails).
+  tf.tidy(() => vars.forEach(([, v], i) => v.assign(tf.tensor(values[i], v.shape))));
   return metadata;
 }

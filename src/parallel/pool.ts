@@ -13,6 +13,7 @@
 import { init, type CausalBackwardArgs, type CausalForwardArgs, type CausalArgs, type CausalGrads, type FeaturesArgs, type BidirectionalBackwardArgs, type InitOptions, type Kernels } from '../wasm/kernels.ts';
 import type { AttnState, StateGrad } from '../types.ts';
 import { ArgError } from '../validate.ts';
+import type { WasmBinary } from '../wasm/loader.ts';
 import type { FromWorker, Method, ToWorker } from './protocol.ts';
 import { buffers, join, ranges, sliceArgs } from './split.ts';
 
@@ -31,8 +32,8 @@ export interface PoolInfo {
   mode: PoolMode;
   /** Cores the runtime reports, or null where it reports none. */
   hardwareThreads: number | null;
-  /** Whether the wasm binary is the SIMD one. */
-  simd: boolean;
+  /** Which wasm binary every instance runs. */
+  binary: WasmBinary;
   /** Why this many threads, e.g. "auto: 2 cores (os.availableParallelism)". */
   reason: string;
 }
@@ -77,7 +78,11 @@ interface Slot {
   /** Keep the process alive while a call is pending (Node). */
   busy(on: boolean): void;
   pending: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
-  ready: Promise<boolean>;
+  ready: Promise<WasmBinary>;
+  /** Set when the worker exited or failed: its calls were rejected, and the pool replaces it. */
+  dead?: Error;
+  /** Rejects every pending call with `e` (dispose, worker death). */
+  fail(e: Error): void;
 }
 
 function rebuildError(name: string, message: string): Error {
@@ -89,9 +94,9 @@ function rebuildError(name: string, message: string): Error {
 
 function wireSlot(post: Slot['post'], terminate: () => void, busy: (on: boolean) => void, listen: (f: (m: FromWorker) => void) => void, onFail: (f: (e: Error) => void) => void): Slot {
   const pending: Slot['pending'] = new Map();
-  let readyResolve!: (simd: boolean) => void;
+  let readyResolve!: (binary: WasmBinary) => void;
   let readyReject!: (e: Error) => void;
-  const ready = new Promise<boolean>((res, rej) => {
+  const ready = new Promise<WasmBinary>((res, rej) => {
     readyResolve = res;
     readyReject = rej;
   });
@@ -100,14 +105,22 @@ function wireSlot(post: Slot['post'], terminate: () => void, busy: (on: boolean)
     post,
     terminate,
     busy: (on) => {
-      inflight += on ? 1 : -1;
+      inflight = Math.max(0, inflight + (on ? 1 : -1));
       busy(inflight > 0);
     },
     pending,
     ready,
+    fail: (e) => {
+      readyReject(e);
+      for (const p of pending.values()) p.reject(e);
+      pending.clear();
+      inflight = 0;
+      busy(false);
+    },
   };
+  ready.catch(() => undefined); // a worker that dies before it is ready is reported by spawn
   listen((m) => {
-    if (m.type === 'ready') return readyResolve(m.simd);
+    if (m.type === 'ready') return readyResolve(m.binary);
     if (m.type === 'error' && m.id === -1) return readyReject(rebuildError(m.name, m.message));
     const p = pending.get(m.id);
     if (!p) return;
@@ -117,9 +130,8 @@ function wireSlot(post: Slot['post'], terminate: () => void, busy: (on: boolean)
     else p.reject(rebuildError(m.name, m.message));
   });
   onFail((e) => {
-    readyReject(e);
-    for (const p of pending.values()) p.reject(e);
-    pending.clear();
+    slot.dead ??= e;
+    slot.fail(e);
   });
   return slot;
 }
@@ -144,8 +156,8 @@ async function spawnNode(options: ToWorker & { type: 'init' }): Promise<Slot> {
     (on) => (on ? w.ref() : w.unref()),
     (f) => w.on('message', f),
     (f) => {
-      w.on('error', f);
-      w.on('exit', (code) => f(new Error(`slim-performer/parallel: worker exited (code ${code})`)));
+      w.on('error', (e) => f(new Error(`slim-performer/parallel: a worker failed (${e?.message ?? String(e)}); its calls are rejected and the pool starts a new worker for the next call`)));
+      w.on('exit', (code) => f(new Error(`slim-performer/parallel: a worker exited (code ${code}) while calls were pending; they are rejected and the pool starts a new worker for the next call`)));
     },
   );
   slot.busy(true);
@@ -165,7 +177,7 @@ async function spawnWeb(options: ToWorker & { type: 'init' }): Promise<Slot> {
     () => w.terminate(),
     () => {},
     (f) => w.addEventListener('message', (e) => f(e.data as FromWorker)),
-    (f) => w.addEventListener('error', (e) => f(new Error(`slim-performer/parallel: worker failed: ${(e as ErrorEvent).message ?? e}`))),
+    (f) => w.addEventListener('error', (e) => f(new Error(`slim-performer/parallel: a worker failed (${(e as ErrorEvent).message ?? e}); its calls are rejected and the pool starts a new worker for the next call`))),
   );
   w.postMessage(options);
   await slot.ready;
@@ -194,17 +206,57 @@ export class KernelPool {
     local: Kernels | undefined,
     /** What the pool picked and why. */
     readonly info: PoolInfo,
+    /** Starts one more worker (to replace one that died). */
+    private readonly respawn?: () => Promise<Slot>,
   ) {
     this.slots = slots;
     this.local = local;
+  }
+
+  private replaced = 0;
+
+  /** Workers that died (crashed, or were killed) so far and were replaced. */
+  get restarts(): number {
+    return this.replaced;
+  }
+
+  /** Replaces dead workers before a call; throws a clear Error if a new one cannot start. */
+  private async revive(): Promise<void> {
+    for (let i = 0; i < this.slots.length; i++) {
+      const old = this.slots[i];
+      if (!old.dead) continue;
+      old.terminate();
+      let fresh: Slot;
+      try {
+        fresh = await this.respawn!();
+      } catch (e) {
+        throw new Error(`slim-performer/parallel: worker ${i} died (${old.dead.message}) and a new one failed to start (${(e as Error).message})`, { cause: e });
+      }
+      if (this.disposed) {
+        fresh.terminate();
+        throw new Error('slim-performer: this kernel pool was disposed');
+      }
+      if (this.slots[i] === old) {
+        this.slots[i] = fresh;
+        this.replaced++;
+      } else {
+        fresh.terminate(); // another call replaced it meanwhile
+      }
+    }
   }
 
   get threads(): number {
     return this.info.threads;
   }
 
+  /** Whether the instances run a SIMD binary (`'simd'` or `'relaxed'`). */
   get simd(): boolean {
-    return this.info.simd;
+    return this.info.binary !== 'scalar';
+  }
+
+  /** Which wasm binary the instances run. */
+  get binary(): WasmBinary {
+    return this.info.binary;
   }
 
   /** Starts the workers (each loads its own kernel instance) and waits until all are ready. */
@@ -233,7 +285,7 @@ export class KernelPool {
     }
     if (threads === 1) {
       const k = await init(initOptions);
-      return new KernelPool([], k, { threads: 1, mode: 'in-thread', hardwareThreads: support.hardwareThreads, simd: k.simd, reason });
+      return new KernelPool([], k, { threads: 1, mode: 'in-thread', hardwareThreads: support.hardwareThreads, binary: k.binary, reason });
     }
     const msg: ToWorker & { type: 'init' } = { type: 'init', options: { simd: initOptions.simd, wasm: await workerWasm(initOptions.wasm) } };
     const spawn = support.mode === 'worker_threads' ? spawnNode : spawnWeb;
@@ -244,12 +296,13 @@ export class KernelPool {
       for (const s of slots) s.terminate();
       throw failed.reason;
     }
-    const simd = await slots[0].ready;
-    return new KernelPool(slots, undefined, { threads, mode: support.mode!, hardwareThreads: support.hardwareThreads, simd, reason });
+    const binary = await slots[0].ready;
+    return new KernelPool(slots, undefined, { threads, mode: support.mode!, hardwareThreads: support.hardwareThreads, binary, reason }, () => spawn(msg));
   }
 
   private call(slot: Slot, method: Method, args: unknown, transfer: boolean): Promise<unknown> {
     const id = this.nextId++;
+    if (slot.dead) return Promise.reject(slot.dead);
     return new Promise((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
       slot.busy(true);
@@ -268,6 +321,8 @@ export class KernelPool {
     if (this.local) {
       return (this.local as unknown as Record<Method, (a: unknown) => unknown>)[method](args);
     }
+    if (this.slots.some((s) => s.dead)) await this.revive();
+    if (this.disposed) throw new Error('slim-performer: this kernel pool was disposed');
     const a = args as Record<string, unknown> | null;
     const dims = a?.dims as { b?: unknown; h?: unknown } | undefined;
     const bh = typeof dims?.b === 'number' && typeof dims?.h === 'number' && Number.isInteger(dims.b) && Number.isInteger(dims.h) ? dims.b * dims.h : 0;
@@ -311,12 +366,18 @@ export class KernelPool {
     return this.dispatch('bidirectionalBackward', a) as Promise<{ dq: Float32Array; dk: Float32Array; dv: Float32Array }>;
   }
 
-  /** Stops the workers; later calls throw. */
+  /** Stops the workers: calls still running reject (they do not hang), later calls throw. */
   async dispose(): Promise<void> {
+    if (this.disposed) return;
     this.disposed = true;
     this.local?.dispose();
     this.local = undefined;
-    for (const s of this.slots) s.terminate();
+    const gone = new Error('slim-performer: the kernel pool was disposed while this call was running');
+    for (const s of this.slots) {
+      s.dead ??= gone;
+      s.fail(gone);
+      s.terminate();
+    }
     this.slots = [];
   }
 }

@@ -16,7 +16,7 @@ async function handle(port: Port, msg: ToWorker): Promise<void> {
   if (msg.type === 'init') {
     try {
       kernels = await init(msg.options);
-      port.post({ type: 'ready', simd: kernels.simd });
+      port.post({ type: 'ready', binary: kernels.binary });
     } catch (e) {
       port.post({ type: 'error', id: -1, name: (e as Error).name ?? 'Error', message: String((e as Error).message ?? e) });
     }

@@ -15,5 +15,6 @@ export {
 } from './causal.ts';
 export { type RefBidirectionalArgs, refBidirectionalForward, refBidirectionalBackward } from './bidirectional.ts';
 export { type RefRecurrentStepArgs, refRecurrentStep } from './step.ts';
+export { type RefCausalUnrollArgs, refCausalUnroll } from './unroll.ts';
 export { type RefDenseArgs, refDense, refDenseBackward } from './dense.ts';
 export { refErf, refGelu, refGeluBackward } from './activation.ts';

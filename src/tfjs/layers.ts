@@ -24,6 +24,8 @@ import { gelu } from './ops/activation.ts';
 import { dense } from './ops/dense.ts';
 import { layerNorm } from './ops/norm.ts';
 import { performerAttentionWebGPU } from './webgpu_op.ts';
+import { ArgError } from '../validate.ts';
+import { checkTensor } from './ops/check.ts';
 
 let current: Kernels | WebGPUKernels | undefined;
 
@@ -87,7 +89,7 @@ interface AttnSettings {
 }
 
 function settings(fn: string, a: PerformerAttentionArgs): AttnSettings {
-  if (typeof a !== 'object' || a === null) throw new TypeError(`${fn}: expected a config object`);
+  if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected a config object`);
   const s: AttnSettings = {
     heads: a.heads,
     features: a.features ?? undefined,
@@ -99,16 +101,16 @@ function settings(fn: string, a: PerformerAttentionArgs): AttnSettings {
     redrawStep: a.redrawStep ?? 0,
   };
   const positive = (key: 'heads' | 'features' | 'chunk', v: number | undefined) => {
-    if (!Number.isSafeInteger(v) || (v as number) <= 0) throw new TypeError(`${fn}: ${key} must be a positive integer, got ${v}`);
+    if (!Number.isSafeInteger(v) || (v as number) <= 0) throw new ArgError(`${fn}: ${key} must be a positive integer, got ${v}`);
   };
   positive('heads', s.heads);
   if (s.features !== undefined) positive('features', s.features);
   positive('chunk', s.chunk);
-  if (!FEATURES.includes(s.feature)) throw new TypeError(`${fn}: feature must be one of ${FEATURES.join(', ')}, got ${String(s.feature)}`);
-  if (typeof s.causal !== 'boolean') throw new TypeError(`${fn}: causal must be a boolean, got ${String(s.causal)}`);
-  if (!Number.isSafeInteger(s.seed)) throw new TypeError(`${fn}: seed must be an integer, got ${s.seed}`);
+  if (!FEATURES.includes(s.feature)) throw new ArgError(`${fn}: feature must be one of ${FEATURES.join(', ')}, got ${String(s.feature)}`);
+  if (typeof s.causal !== 'boolean') throw new ArgError(`${fn}: causal must be a boolean, got ${String(s.causal)}`);
+  if (!Number.isSafeInteger(s.seed)) throw new ArgError(`${fn}: seed must be an integer, got ${s.seed}`);
   for (const key of ['redrawEvery', 'redrawStep'] as const) {
-    if (!Number.isSafeInteger(s[key]) || s[key] < 0) throw new TypeError(`${fn}: ${key} must be a non-negative integer, got ${s[key]}`);
+    if (!Number.isSafeInteger(s[key]) || s[key] < 0) throw new ArgError(`${fn}: ${key} must be a non-negative integer, got ${s[key]}`);
   }
   return s;
 }
@@ -134,15 +136,14 @@ type AddWeight = (name: string, shape: number[], init: Initializer, trainable?: 
 function widthOf(fn: string, inputShape: tf.Shape | tf.Shape[]): number {
   const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
   const width = shape[shape.length - 1];
-  if (shape.length !== 3 || typeof width !== 'number') throw new TypeError(`${fn}: expects inputs [batch, T, width] with a known width, got [${shape}]`);
+  if (shape.length !== 3 || typeof width !== 'number') throw new ArgError(`${fn}: expects inputs [batch, T, width] with a known width, got [${shape}]`);
   return width;
 }
 
-function oneTensor(fn: string, inputs: tf.Tensor | tf.Tensor[]): tf.Tensor3D {
+function oneTensor(fn: string, inputs: tf.Tensor | tf.Tensor[], width?: number): tf.Tensor3D {
+  if (Array.isArray(inputs) && inputs.length !== 1) throw new ArgError(`${fn}: expects one input, got ${inputs.length}`);
   const x = Array.isArray(inputs) ? inputs[0] : inputs;
-  if (Array.isArray(inputs) && inputs.length !== 1) throw new TypeError(`${fn}: expects one input, got ${inputs.length}`);
-  if (x.rank !== 3) throw new TypeError(`${fn}: expects inputs [batch, T, width], got [${x.shape}]`);
-  return x as tf.Tensor3D;
+  return checkTensor<tf.Tensor3D>(fn, 'inputs', x, { dtype: 'float32', shape: [null, null, width ?? null], desc: `[batch, T, ${width ?? 'width'}]` });
 }
 
 /** Multi-head attention weights, random features and their redraw schedule, shared by both layers. */
@@ -166,7 +167,7 @@ class AttentionCore {
 
   build(width: number, add: AddWeight, prefix: string): void {
     const { heads, seed } = this.s;
-    if (width % heads !== 0 || (width / heads) % 2 !== 0) throw new TypeError(`${this.fn}: width ${width} must split into ${heads} heads of even width`);
+    if (width % heads !== 0 || (width / heads) % 2 !== 0) throw new ArgError(`${this.fn}: width ${width} must split into ${heads} heads of even width`);
     const hd = width / heads;
     const m = this.s.features ?? hd;
     this.width = width;
@@ -195,6 +196,11 @@ class AttentionCore {
     t.dispose();
   }
 
+  /** The model width this core was built for (undefined before `build`). */
+  get built(): number | undefined {
+    return this.width || undefined;
+  }
+
   redrawStep(): boolean {
     this.s.redrawStep += 1;
     if (!this.redraw) return false;
@@ -206,7 +212,7 @@ class AttentionCore {
   /** `[B, T, width]` → `[B, T, width]`. */
   apply(x: tf.Tensor3D): tf.Tensor3D {
     const [B, T, D] = x.shape;
-    if (D !== this.width) throw new TypeError(`${this.fn}: input width ${D}, built for ${this.width}`);
+    if (D !== this.width) throw new ArgError(`${this.fn}: input width ${D}, built for ${this.width}`);
     const H = this.s.heads;
     const hd = D / H;
     const proj = (w: tf.LayerVariable, b: tf.LayerVariable) => tf.transpose(tf.reshape(dense(x, w.read(), b.read()), [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
@@ -245,7 +251,7 @@ export class PerformerAttention extends tf.layers.Layer {
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
-    return tf.tidy(() => this.core.apply(oneTensor('PerformerAttention', inputs)));
+    return tf.tidy(() => this.core.apply(oneTensor('PerformerAttention', inputs, this.core.built)));
   }
 
   /** Counts one step of the redraw schedule; returns true when it drew new random features. */
@@ -299,9 +305,9 @@ export class PerformerBlock extends tf.layers.Layer {
     this.ffn = args.ffn ?? undefined;
     this.preLN = args.preLN ?? args.preLn ?? true;
     this.epsilon = args.epsilon ?? 1e-5;
-    if (this.ffn !== undefined && (!Number.isSafeInteger(this.ffn) || this.ffn <= 0)) throw new TypeError(`${fn}: ffn must be a positive integer, got ${this.ffn}`);
-    if (typeof this.preLN !== 'boolean') throw new TypeError(`${fn}: preLN must be a boolean, got ${String(this.preLN)}`);
-    if (!(this.epsilon > 0)) throw new TypeError(`${fn}: epsilon must be positive, got ${this.epsilon}`);
+    if (this.ffn !== undefined && (!Number.isSafeInteger(this.ffn) || this.ffn <= 0)) throw new ArgError(`${fn}: ffn must be a positive integer, got ${this.ffn}`);
+    if (typeof this.preLN !== 'boolean') throw new ArgError(`${fn}: preLN must be a boolean, got ${String(this.preLN)}`);
+    if (!(this.epsilon > 0)) throw new ArgError(`${fn}: epsilon must be positive, got ${this.epsilon}`);
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
@@ -327,7 +333,7 @@ export class PerformerBlock extends tf.layers.Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
     return tf.tidy(() => {
-      let x: tf.Tensor = oneTensor('PerformerBlock', inputs);
+      let x: tf.Tensor = oneTensor('PerformerBlock', inputs, this.ln1g.shape[0] ?? undefined);
       const [B, T, D] = x.shape;
       const ln = (y: tf.Tensor, g: tf.LayerVariable, b: tf.LayerVariable) => layerNorm(y, g.read(), b.read(), this.epsilon);
       const ff = (y: tf.Tensor) => dense(gelu(dense(y, this.w1.read(), this.b1.read())), this.w2.read(), this.b2.read());

@@ -9,7 +9,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { AttnState, FeatureMap, StateGrad } from '../types.ts';
+import { ArgError } from '../validate.ts';
 import type { Kernels } from '../wasm/kernels.ts';
+import { checkTensor } from './ops/check.ts';
 
 export interface AttentionOptions {
   /** A kernel instance from `init()`. */
@@ -44,14 +46,26 @@ function f32(t: tf.Tensor): Float32Array {
  * (data is read back to run the wasm kernels).
  */
 export function performerAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o: AttentionOptions): AttentionResult {
+  const fn = 'performerAttention';
+  checkTensor(fn, 'q', q, { dtype: 'float32', rank: 4, desc: '[b, h, t, d]' });
   const [b, h, t, d] = q.shape;
+  checkTensor(fn, 'k', k, { dtype: 'float32', shape: q.shape, desc: `[${q.shape}] (q's shape)` });
+  checkTensor(fn, 'v', v, { dtype: 'float32', shape: [b, h, t, null], desc: `[${b}, ${h}, ${t}, dv]` });
   const dv = v.shape[3];
-  if (k.shape.join() !== q.shape.join()) throw new TypeError(`performerAttention: k must have q's shape [${q.shape}], got [${k.shape}]`);
-  if (v.shape[0] !== b || v.shape[1] !== h || v.shape[2] !== t) {
-    throw new TypeError(`performerAttention: v must be [${b}, ${h}, ${t}, dv], got [${v.shape}]`);
+  if (typeof o !== 'object' || o === null) throw new ArgError(`${fn}: expected an options object { kernels, feature, causal, … }, got ${String(o)}`);
+  const K = o.kernels as unknown;
+  if (typeof K !== 'object' || K === null || typeof (K as Kernels).causalForward !== 'function' || (K as { backend?: string }).backend === 'webgpu') {
+    throw new ArgError(`${fn}: kernels must be a wasm kernel instance from init() (WebGPU kernels go to performerAttentionWebGPU), got ${String(K)}`);
   }
-  if (!o.causal && (o.state || o.stateGrad)) throw new TypeError('performerAttention: state is only defined for causal attention');
+  if (typeof o.causal !== 'boolean') throw new ArgError(`${fn}: causal must be a boolean, got ${String(o.causal)}`);
+  if (!o.causal && (o.state || o.stateGrad)) throw new ArgError(`${fn}: state is only defined for causal attention`);
+  if (o.omega !== undefined && o.omega !== null) {
+    if (!(o.omega instanceof Float32Array) || o.omega.length === 0 || o.omega.length % (h * d) !== 0) {
+      throw new ArgError(`${fn}: omega must be a Float32Array [h, m, d] = [${h}, m, ${d}] (a length that is a positive multiple of ${h * d}), got ${o.omega instanceof Float32Array ? `length ${o.omega.length}` : String(o.omega)}`);
+    }
+  }
   const m = o.m ?? (o.omega ? o.omega.length / (h * d) : d);
+  if (o.omega && m * h * d !== o.omega.length) throw new ArgError(`${fn}: m is ${m} but omega holds ${o.omega.length / (h * d)} features per head ([h, m, d] = [${h}, ?, ${d}])`);
   const dims = { b, h, t, d, m, dv };
   const spec = { feature: o.feature, omega: o.omega, chunk: o.chunk };
   let stateOut: AttnState | undefined;

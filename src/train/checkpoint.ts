@@ -158,15 +158,32 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
   } catch (e) {
     throw new Error(`checkpoint header is not valid JSON: ${(e as Error).message}`);
   }
-  if (header?.format !== 'slim-performer-checkpoint' || !Array.isArray(header.tensors)) throw new Error('not a slim-performer checkpoint (unexpected header)');
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const t of header.tensors) {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    if (t.dtype !== 'float32' || t.bytes !== 4 * n || t.offset < 0 || t.offset + t.bytes > payload) {
-      throw new Error(`checkpoint corrupt: tensor ${t.name} (${t.dtype} [${t.shape}]) does not fit the payload`);
+  if (typeof header !== 'object' || header === null || header.format !== 'slim-performer-checkpoint' || !Array.isArray(header.tensors)) throw new Error('not a slim-performer checkpoint (unexpected header)');
+  if (typeof header.config !== 'object' || header.config === null || Array.isArray(header.config)) throw new Error('checkpoint corrupt: the header has no model config object');
+  // The CRC says the bytes are the ones written; the table is still checked in full, so that a
+  // file written by other code (or a colliding CRC) cannot make the reader misbehave.
+  const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  const seen = new Set<string>();
+  const spans: Array<[number, number, string]> = [];
+  for (const t of header.tensors as unknown[]) {
+    const e = t as Partial<TensorEntry> | null;
+    const name = typeof e?.name === 'string' ? e.name : undefined;
+    if (!e || name === undefined) throw new Error('checkpoint corrupt: a tensor table entry has no name');
+    if (seen.has(name)) throw new Error(`checkpoint corrupt: tensor ${name} appears twice in the table`);
+    seen.add(name);
+    if (!Array.isArray(e.shape) || !e.shape.every(isCount)) throw new Error(`checkpoint corrupt: tensor ${name} has shape ${JSON.stringify(e.shape)}, not a list of non-negative integers`);
+    const n = e.shape.reduce((a, b) => a * b, 1);
+    if (e.dtype !== 'float32' || !isCount(e.offset) || !isCount(e.bytes) || e.bytes !== 4 * n || e.offset + e.bytes > payload) {
+      throw new Error(`checkpoint corrupt: tensor ${name} (${String(e.dtype)} [${e.shape}], ${String(e.bytes)} bytes at ${String(e.offset)}) does not fit the ${payload}-byte payload`);
     }
-    tensors.set(t.name, { shape: t.shape, data: bytesToF32(bytes, dataStart + t.offset, n) });
+    spans.push([e.offset, e.offset + e.bytes, name]);
   }
+  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i][0] < spans[i - 1][1]) throw new Error(`checkpoint corrupt: tensors ${spans[i - 1][2]} and ${spans[i][2]} overlap in the payload (bytes ${spans[i][0]}–${spans[i - 1][1]})`);
+  }
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const t of header.tensors) tensors.set(t.name, { shape: t.shape, data: bytesToF32(bytes, dataStart + t.offset, t.bytes / 4) });
   return { header, tensors };
 }
 
@@ -243,6 +260,8 @@ function take(ck: Checkpoint, name: string, shape: number[]): Float32Array {
   const t = ck.tensors.get(name);
   if (!t) throw new Error(`checkpoint lacks tensor ${name}`);
   if (t.shape.join() !== shape.join()) throw new Error(`checkpoint shape mismatch for ${name}: [${t.shape}] in the checkpoint, [${shape}] in the model`);
+  const i = t.data.findIndex((x) => !Number.isFinite(x));
+  if (i >= 0) throw new Error(`checkpoint tensor ${name}[${i}] is ${t.data[i]}; weights and optimizer state must be finite`);
   return t.data;
 }
 
@@ -258,22 +277,27 @@ export async function restoreCheckpoint(ck: Checkpoint, model: PerformerLM, opti
   const hd = model.config.dModel / model.config.heads;
   const features = model.omegas.map((w, l) => (w ? take(ck, `features/${l}`, [model.config.heads, model.config.features, hd]) : undefined));
   const byName = new Map(vars);
-  let slots: Array<{ name: string; tensor: tf.Tensor }> = [];
+  let slotData: Array<{ name: string; data: Float32Array; shape: number[] }> = [];
   if (optimizer) {
     const saved = ck.header.optimizer;
     if (!saved) throw new Error('checkpoint holds no optimizer state');
     const className = (optimizer.constructor as unknown as { className?: string }).className ?? optimizer.getClassName();
     if (saved.className !== className) throw new Error(`checkpoint optimizer mismatch: the checkpoint holds ${saved.className} state, the optimizer is ${className}`);
-    slots = saved.weights.map((full) => {
+    if (!Array.isArray(saved.weights) || !saved.weights.every((w) => typeof w === 'string' && w.startsWith('optimizer/'))) throw new Error('checkpoint corrupt: optimizer.weights must list optimizer/<variable>/<slot> names');
+    if (!Number.isSafeInteger(saved.iterations) || saved.iterations < 0) throw new Error(`checkpoint corrupt: optimizer.iterations is ${String(saved.iterations)}`);
+    if (typeof saved.scalars !== 'object' || saved.scalars === null || !Object.values(saved.scalars).every((x) => typeof x === 'number' && Number.isFinite(x))) {
+      throw new Error('checkpoint corrupt: optimizer.scalars must map names to finite numbers');
+    }
+    slotData = saved.weights.map((full) => {
       const rest = full.slice('optimizer/'.length);
       const cut = rest.lastIndexOf('/');
       const v = byName.get(rest.slice(0, cut));
       if (!v) throw new Error(`checkpoint optimizer weight ${full} names no variable of this model`);
-      const data = take(ck, full, v.shape);
-      return { name: `${v.name}/${rest.slice(cut + 1)}`, tensor: tf.tensor(data, v.shape) };
+      return { name: `${v.name}/${rest.slice(cut + 1)}`, data: take(ck, full, v.shape), shape: v.shape };
     });
   }
-  // Everything checked: now write.
+  // Everything checked: now write (the model and optimizer are untouched when any check fails).
+  const slots = slotData.map((s) => ({ name: s.name, tensor: tf.tensor(s.data, s.shape) }));
   tf.tidy(() => vars.forEach(([, v], i) => v.assign(tf.tensor(values[i], v.shape))));
   features.forEach((f, l) => f && model.omegas[l]!.set(f));
   if (optimizer) {

@@ -1,15 +1,15 @@
 /**
- * `slim-performer/inline`: the core API with both wasm binaries inlined as base64, for
+ * `slim-performer/inline`: the core API with the three wasm binaries inlined as base64, for
  * environments that cannot fetch or read files (single-file bundles, some sandboxes, data: URLs).
- * `init()` compiles the inlined SIMD binary where the engine validates SIMD, else the scalar one;
+ * `init()` compiles the best inlined binary the engine validates (relaxed SIMD, SIMD, scalar);
  * `init({ wasm })` still accepts any other source. Runtimes that forbid compiling from bytes
  * (Cloudflare workerd) need the core entry with a precompiled `WebAssembly.Module` instead.
  *
  * Costs ~4/3 of the binaries' size in JavaScript; prefer the core entry where files can be served.
  */
-import { SCALAR_BASE64, SIMD_BASE64 } from './inline-data.ts';
+import { RELAXED_BASE64, SCALAR_BASE64, SIMD_BASE64 } from './inline-data.ts';
 import { init as initFromSource, type InitOptions, type Kernels } from './kernels.ts';
-import { simdSupported } from './loader.ts';
+import { chooseBinary } from './loader.ts';
 
 export * from '../index.ts';
 
@@ -21,15 +21,11 @@ function decode(b64: string): Uint8Array<ArrayBuffer> {
 }
 
 /** Whether this build carries the binaries (false only when run from the source tree). */
-export const wasmInlined: boolean = SIMD_BASE64 !== null && SCALAR_BASE64 !== null;
+export const wasmInlined: boolean = RELAXED_BASE64 !== null && SIMD_BASE64 !== null && SCALAR_BASE64 !== null;
 
 /** Like the core `init`, but the default source is the inlined binary. */
 export async function init(options: InitOptions = {}): Promise<Kernels> {
   if (options.wasm !== undefined || !wasmInlined) return initFromSource(options);
-  const available = simdSupported();
-  if (options.simd === true && !available) {
-    throw new Error('init: simd: true was requested but this engine does not support WebAssembly SIMD');
-  }
-  const simd = options.simd ?? available;
-  return initFromSource({ ...options, wasm: decode((simd ? SIMD_BASE64 : SCALAR_BASE64) as string) });
+  const data = { relaxed: RELAXED_BASE64, simd: SIMD_BASE64, scalar: SCALAR_BASE64 }[chooseBinary(options.simd)];
+  return initFromSource({ ...options, wasm: decode(data as string) });
 }

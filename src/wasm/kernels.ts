@@ -16,8 +16,11 @@ import {
   checkOmega,
   checkState,
   checkStateGrad,
+  checkStateOutFilled,
+  notFinite,
+  stateMismatch,
 } from '../validate.ts';
-import { load, type WasmSource } from './loader.ts';
+import { load, type SimdOption, type WasmBinary, type WasmSource } from './loader.ts';
 import { Scope, WASM_MAX_BYTES, type KernelExports } from './memory.ts';
 
 const CODES: Record<FeatureMap | 'identity', number> = { favor: 0, relu: 1, elu1: 2, sqr: 3, identity: 4 };
@@ -32,6 +35,11 @@ const STATUS: Record<number, string> = {
   [-7]: 'unknown feature map',
   [-8]: 'a chunk raised the FAVOR+ offset by more than 10, so the input state cannot be recovered accurately from the output state; keep that state instead',
 };
+
+/** The kernels' status for a `stateOut` whose offset disagrees with the keys (an ArgError naming stateOut). */
+const STATE_MISMATCH = -6;
+/** Finite inputs whose result overflowed float32: refused rather than returned as NaN/±inf. */
+const NOT_FINITE = -9;
 
 export interface CausalArgs extends FeatureSpec {
   /** `[b, h, t, d]` */
@@ -170,12 +178,16 @@ export class Kernels {
   private x: KernelExports | undefined;
   private stats: CallStats = { ioBytes: 0, scratchBytes: 0 };
 
+  /** Whether a SIMD binary (`'simd'` or `'relaxed'`) is running. */
+  readonly simd: boolean;
+
   constructor(
     instance: WebAssembly.Instance,
-    /** Whether the SIMD binary is running. */
-    readonly simd: boolean,
+    /** Which binary is running: `'relaxed'` (SIMD + fused multiply-add), `'simd'` or `'scalar'`. */
+    readonly binary: WasmBinary,
   ) {
     this.x = instance.exports as unknown as KernelExports;
+    this.simd = binary !== 'scalar';
   }
 
   private get exports(): KernelExports {
@@ -202,7 +214,7 @@ export class Kernels {
    * Checks what every kernel shares and refuses work that cannot fit before looking at the
    * arrays. `cost` gives the bytes the call moves per token and per state of one slice.
    */
-  private common(fn: string, a: CausalArgs, cost: Cost, featureOverride?: 'identity'): Checked {
+  private common(fn: string, a: CausalArgs, cost: Cost, featureOverride?: 'identity', qName = featureOverride ? 'phiQ' : 'q'): Checked {
     if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected an arguments object`);
     const dims = checkDims(fn, a.dims);
     const feature = featureOverride ?? checkFeature(fn, a.feature);
@@ -210,7 +222,7 @@ export class Kernels {
     checkFits(fn, estimate(dims, chunk, cost), WASM_MAX_BYTES - (1 << 20));
     const omega = feature === 'identity' ? undefined : checkOmega(fn, feature, a.omega, dims);
     const { b, h, t, d, dv } = dims;
-    checkArray(fn, featureOverride ? 'phiQ' : 'q', a.q, Float32Array, featureOverride ? { b, h, t, m: d } : { b, h, t, d });
+    checkArray(fn, qName, a.q, Float32Array, featureOverride ? { b, h, t, m: d } : { b, h, t, d });
     checkArray(fn, featureOverride ? 'phiK' : 'k', a.k, Float32Array, featureOverride ? { b, h, t, m: d } : { b, h, t, d });
     checkArray(fn, 'v', a.v, Float32Array, { b, h, t, dv });
     return { dims, code: CODES[feature], omega, chunk, eps: checkEps(fn, a.eps) };
@@ -236,6 +248,8 @@ export class Kernels {
   }
 
   private static status(fn: string, code: number): void {
+    if (code === STATE_MISMATCH) throw stateMismatch(fn, '');
+    if (code === NOT_FINITE) throw notFinite(fn);
     if (code !== 0) throw new Error(`${fn}: kernel refused the call (${STATUS[code] ?? `status ${code}`})`);
   }
 
@@ -293,6 +307,7 @@ export class Kernels {
     const framed = givenIn && toF32Frames(givenIn, m, dv);
     const stateIn = framed?.state;
     const stateOut = checkState(fn, 'stateOut', a.stateOut, c.dims, feature);
+    checkStateOutFilled(fn, stateOut, feature);
     checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv });
     if (a.out !== undefined) checkArray(fn, 'out', a.out, Float32Array, { b, h, t, dv });
     const dState = a.dState === undefined ? undefined : checkStateGrad(fn, 'dState', a.dState, c.dims);
@@ -334,9 +349,10 @@ export class Kernels {
    */
   causalUnroll(a: Omit<CausalArgs, 'q' | 'eps'> & { stateOut: AttnState; offsetIn: Float64Array }): AttnState {
     const fn = 'causalUnroll';
-    const c = this.common(fn, { ...a, q: a?.k } as CausalArgs, FORWARD);
+    const c = this.common(fn, { ...a, q: a?.k } as CausalArgs, FORWARD, undefined, 'k'); // no queries: k stands in, and is named k
     const { b, h, t, d, m, dv } = c.dims;
     const stateOut = checkState(fn, 'stateOut', a.stateOut, c.dims, a.feature);
+    checkStateOutFilled(fn, stateOut, a.feature);
     const offsetIn = checkArray<Float64Array>(fn, 'offsetIn', a.offsetIn, Float64Array, { b, h }, { allowNegInf: true }).map(Math.fround);
     const bh = b * h;
     return this.run((s, x) => {
@@ -412,14 +428,17 @@ function featureDims(fn: string, dims: unknown): Dims {
 }
 
 export interface InitOptions {
-  /** `true`: SIMD binary (error if unsupported); `false`: scalar; default: detect. */
-  simd?: boolean;
+  /**
+   * `'relaxed'`: the relaxed-SIMD binary (fused multiply-add; error if unsupported); `true`: the
+   * SIMD128 binary (error if unsupported); `false`: scalar; default: the best the engine runs.
+   */
+  simd?: SimdOption;
   /** Where the binary comes from (see `loader.ts`); default: the package's own files. */
   wasm?: WasmSource;
 }
 
 /** Loads a kernel instance. Each instance has its own memory; dispose it when done. */
 export async function init(options: InitOptions = {}): Promise<Kernels> {
-  const { instance, simd } = await load(options);
-  return new Kernels(instance, simd);
+  const { instance, binary } = await load(options);
+  return new Kernels(instance, binary);
 }

@@ -11,7 +11,7 @@
  * subtraction but replays the state from checkpoints (see shaders/causal_backward.wgsl).
  */
 import type { AttnState, Dims, FeatureMap, StateGrad } from '../types.ts';
-import { ArgError, checkArray, checkChunk, checkDims, checkEps, checkFeature, checkOmega, checkState, checkStateGrad } from '../validate.ts';
+import { ArgError, checkArray, checkChunk, checkDims, checkEps, checkFavorRange, checkFeature, checkOmega, checkState, checkStateGrad, checkStateOutFilled, stateMismatch } from '../validate.ts';
 import type { BidirectionalBackwardArgs, CausalArgs, CausalBackwardArgs, CausalForwardArgs, CausalGrads, FeaturesArgs, StepArgs } from '../wasm/kernels.ts';
 import { GpuContext, WebGPUError, type AcquireOptions } from './device.ts';
 import { ProgramCache, type Program } from './program.ts';
@@ -109,6 +109,27 @@ interface Copy {
   dst: GPUBuffer;
   dstOffset: number;
   size: number;
+}
+
+/**
+ * Refuses a result read back from the GPU that is not finite. The inputs were checked finite,
+ * so this is float32 overflow: FAVOR+ logits `ω·x·d^(-1/4)` and `|x|²·d^(-1/2)/2`, or prefix
+ * sums of feature·value products, beyond ~3.4e38. The wasm kernels refuse the same in the crate.
+ */
+function checkFiniteResult(fn: string, feature: FeatureMap | 'identity', inputs: string, results: Array<[string, ArrayLike<number>]>, allowNegInf = false): void {
+  for (const [name, x] of results) {
+    for (let i = 0; i < x.length; i++) {
+      const e = x[i];
+      if (Number.isFinite(e) || (allowNegInf && e === -Infinity)) continue;
+      const why =
+        feature === 'favor'
+          ? 'favor features need |x|²·d^-1/2 well below 3e38'
+          : feature === 'identity'
+            ? 'the prefix sums of phiK·v and phiQ·S must stay below 3e38'
+            : `${feature} features times values, summed over the sequence, must stay below 3e38`;
+      throw new ArgError(`${fn}: the result is not finite (${name}[${i}] is ${e}): ${inputs} are finite but too large for float32 (${why}); scale the inputs down`);
+    }
+  }
 }
 
 function chunkWords(c: number, m: number, dv: number): number {
@@ -332,6 +353,10 @@ export class WebGPUKernels {
       checkArray(fn, nq, a.q, Float32Array, shape);
       checkArray(fn, nk, a.k, Float32Array, shape);
       checkArray(fn, 'v', a.v, Float32Array, { b, h, t, dv });
+      if (feature === 'favor') {
+        checkFavorRange(fn, 'q', a.q, d);
+        checkFavorRange(fn, 'k', a.k, d);
+      }
     }
     this.checkBinding(fn, 'q', b * h * t * d * 4);
     this.checkBinding(fn, 'v', b * h * t * dv * 4);
@@ -658,7 +683,10 @@ export class WebGPUKernels {
         await this.dispatch(fn, kind, c, L, !!state, false, [W, q, k, v, out]);
         const raw = await this.download(W, bh * stateWords(m, dv), L.stateOutOff);
         this.stats = { ioBytes: 4 * bh * t * (2 * c.dims.d + 2 * dv), scratchBytes: L.words * 4 };
-        return { out, state: fromGpuState(raw, c.dims, c.feature) };
+        const next = fromGpuState(raw, c.dims, c.feature);
+        checkFiniteResult(fn, c.feature, inputNames(c), [['state.S', next.S], ['state.z', next.z]]);
+        checkFiniteResult(fn, c.feature, inputNames(c), [['state.offset', next.offset]], true);
+        return { out, state: next };
       } catch (e) {
         this.release(out);
         throw e;
@@ -673,7 +701,9 @@ export class WebGPUKernels {
       const [q, k, v] = [use(this.upload(a.q, 'q')), use(this.upload(a.k, 'k')), use(this.upload(a.v, 'v'))];
       const r = await this.forwardGpu(fn, c, q, k, v, state);
       use(r.out);
-      return { out: await this.download(r.out, b * h * t * dv), state: r.state };
+      const out = await this.download(r.out, b * h * t * dv);
+      checkFiniteResult(fn, c.feature, inputNames(c), [['out', out]]);
+      return { out, state: r.state };
     });
   }
 
@@ -740,16 +770,15 @@ export class WebGPUKernels {
         for (let i = 0; i < bh; i++) {
           const mT = raw[i * n + m * dv + m];
           const want = stateOut.offset[i];
-          const same = c.feature !== 'favor' || mT === Math.fround(want) || Math.abs(mT - want) <= 1e-6 * Math.max(1, Math.abs(want));
-          if (!same) {
-            throw new ArgError(`${fn}: stateOut is not the state the forward produced from these q, k (its offset disagrees with the keys: slice ${i} has ${want}, the keys give ${mT})`);
-          }
+          const same = c.feature !== 'favor' || mT === Math.fround(want) || (Number.isFinite(want) && Math.abs(mT - want) <= 1e-6 * Math.max(1, Math.abs(want)));
+          if (!same) throw stateMismatch(fn, `slice ${i} has ${want}, the keys give ${mT}`);
           // ∂/∂S_given = f · ∂/∂S_used for a state moved to a float32 frame (see workBuffer).
           const f = stateIn ? frameFactor(stateIn.offset[i]) : 1;
           for (let e = 0; e < m * dv; e++) S[i * m * dv + e] = f * raw[i * n + e];
           for (let r = 0; r < m; r++) z[i * m + r] = f * raw[i * n + m * dv + r];
         }
         this.stats = { ioBytes: 4 * bh * t * (4 * d + 3 * dv), scratchBytes: L.words * 4 };
+        checkFiniteResult(fn, c.feature, inputNames(c, true), [['dState.S', S], ['dState.z', z]]);
         return { dq: outs[0], dk: outs[1], dv: outs[2], dState: { S, z } };
       } catch (e) {
         for (const o of outs) this.release(o);
@@ -770,13 +799,16 @@ export class WebGPUKernels {
       use(g.dk);
       use(g.dv);
       const n = b * h * t;
-      return { dq: await this.download(g.dq, n * d), dk: await this.download(g.dk, n * d), dv: await this.download(g.dv, n * dv), dState: g.dState };
+      const r = { dq: await this.download(g.dq, n * d), dk: await this.download(g.dk, n * d), dv: await this.download(g.dv, n * dv), dState: g.dState };
+      checkFiniteResult(fn, c.feature, inputNames(c, true), [['dq', r.dq], ['dk', r.dk], ['dv', r.dv]]);
+      return r;
     });
   }
 
   private backwardChecks(fn: string, a: { stateIn?: AttnState; stateOut: AttnState; dState?: StateGrad }, c: Checked) {
     const stateIn = a.stateIn === undefined ? undefined : checkState(fn, 'stateIn', a.stateIn, c.dims, c.feature);
     const stateOut = checkState(fn, 'stateOut', a.stateOut, c.dims, c.feature);
+    checkStateOutFilled(fn, stateOut, c.feature);
     const dState = a.dState === undefined ? undefined : checkStateGrad(fn, 'dState', a.dState, c.dims);
     return { stateIn, stateOut, dState };
   }
@@ -834,7 +866,9 @@ export class WebGPUKernels {
         const out = use(this.newOutput(b * h * t * dv, `${fn} out`));
         await this.dispatch(fn, kind, c, L, false, false, [W, q, k, v, out]);
         this.stats = { ioBytes: 4 * b * h * t * (2 * c.dims.d + 2 * dv), scratchBytes: L.words * 4 };
-        return { out: await this.download(out, b * h * t * dv) };
+        const r = { out: await this.download(out, b * h * t * dv) };
+        checkFiniteResult(fn, c.feature, inputNames(c), [['out', r.out]]);
+        return r;
       });
     });
   }
@@ -854,7 +888,9 @@ export class WebGPUKernels {
         const outs = [use(this.newOutput(n * d, 'dq')), use(this.newOutput(n * d, 'dk')), use(this.newOutput(n * dv, 'dv'))];
         await this.dispatch(fn, kind, c, L, false, false, [W, ...ins, ...outs]);
         this.stats = { ioBytes: 4 * n * (4 * d + 3 * dv), scratchBytes: L.words * 4 };
-        return { dq: await this.download(outs[0], n * d), dk: await this.download(outs[1], n * d), dv: await this.download(outs[2], n * dv) };
+        const r = { dq: await this.download(outs[0], n * d), dk: await this.download(outs[1], n * d), dv: await this.download(outs[2], n * dv) };
+        checkFiniteResult(fn, c.feature, inputNames(c, true), [['dq', r.dq], ['dk', r.dk], ['dv', r.dv]]);
+        return r;
       });
     });
   }
@@ -1044,6 +1080,11 @@ export class WebGPUKernels {
       return this.forwardImpl(fn, { ...a, dims, chunk: 1, state }, c);
     });
   }
+}
+
+/** The inputs a result depends on, as named in error messages. */
+function inputNames(c: Checked, backward = false): string {
+  return `${c.feature === 'identity' ? 'phiQ/phiK/v' : 'q/k/v'}${backward ? '/dOut' : ''}`;
 }
 
 function featureDims(fn: string, dims: unknown): Dims {

@@ -1,5 +1,7 @@
 export interface ProbeResult {
   simd: boolean;
+  /** The wasm binary ('relaxed' | 'simd' | 'scalar'); absent for WebGPU kernels. */
+  binary?: string;
   forward: string;
   backward: string;
   sumOut: number;

