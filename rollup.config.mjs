@@ -77,7 +77,7 @@ const plugins = [
     ],
   ]),
   // The inline entry's data: generated here, never committed.
-  rewrite('src/wasm/inline-data.ts', [
+  rewrite('src/wasm/inline_data.ts', [
     ['export const RELAXED_BASE64: string | null = null;', () => `export const RELAXED_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_relaxed.wasm'))};`],
     ['export const SIMD_BASE64: string | null = null;', () => `export const SIMD_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_simd.wasm'))};`],
     ['export const SCALAR_BASE64: string | null = null;', () => `export const SCALAR_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_scalar.wasm'))};`],

@@ -6,7 +6,7 @@
  * reason are returned. Both backends have the same methods and arguments; the WebGPU ones
  * return Promises, so callers `await` every call (harmless on wasm results).
  */
-import type { Dims } from './types.ts';
+import type { Dims } from './kernels/types.ts';
 import { init, type InitOptions, type Kernels } from './wasm/kernels.ts';
 import { BINARY_LABEL } from './wasm/loader.ts';
 import { findAdapter, type AdapterChoice } from './webgpu/device.ts';

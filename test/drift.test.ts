@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, relaxedSimdSupported, type Kernels, type SimdOption } from '../src/index.ts';
-import type { FeatureMap } from '../src/types.ts';
+import type { FeatureMap } from '../src/kernels/types.ts';
 import { assertClose } from './util/assert.ts';
 import { driftProblem } from './util/problems.ts';
 

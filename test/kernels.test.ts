@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ArgError, emptyState, init, relaxedSimdSupported, type Kernels, type WasmBinary } from '../src/index.ts';
 import { findAdapter } from '../src/webgpu/device.ts';
 import { initWebGPU } from '../src/webgpu/kernels.ts';
-import type { Dims, FeatureMap } from '../src/types.ts';
+import type { Dims, FeatureMap } from '../src/kernels/types.ts';
 import {
   refBidirectionalBackward,
   refBidirectionalForward,

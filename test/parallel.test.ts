@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgError, init, type Kernels } from '../src/index.ts';
 import { createPool, detectThreads, type KernelPool } from '../src/parallel/index.ts';
 import { join, ranges, sliceArgs } from '../src/parallel/split.ts';
-import type { Dims, FeatureMap } from '../src/types.ts';
+import type { Dims, FeatureMap } from '../src/kernels/types.ts';
 import { FEATURES, makeProblem, prefixState, upstream } from './util/problems.ts';
 
 function sameBits(name: string, a: unknown, b: unknown): void {

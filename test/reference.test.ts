@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AttnState, Dims, FeatureMap, StateGrad } from '../src/types.ts';
+import type { AttnState, Dims, FeatureMap, StateGrad } from '../src/kernels/types.ts';
 import {
   emptyState,
   featureBackward,

@@ -21,7 +21,7 @@
  * Bytes: forward reads q, k, v and writes out; backward reads q, k, v, dOut, writes dq, dk, dv.
  */
 import { randomProjection } from '../../src/features/index.ts';
-import type { FeatureMap } from '../../src/types.ts';
+import type { FeatureMap } from '../../src/kernels/types.ts';
 import { initWebGPU, type WebGPUKernels } from '../../src/webgpu/kernels.ts';
 
 const args = Object.fromEntries(

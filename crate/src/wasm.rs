@@ -5,7 +5,7 @@
 //! negative `Status`. A null pointer (0) for an optional argument means "absent".
 
 use crate::dims::{DimError, Dims, Feature};
-use crate::linear_attn::chunk_bwd::Grads;
+use crate::linear_attn::causal_backward::Grads;
 use crate::linear_attn::{self, FeatureArgs, Qkv, State, StateMut};
 use crate::simd;
 use core::slice;
@@ -334,7 +334,7 @@ pub unsafe extern "C" fn sp_causal_backward(
 }
 
 /// Recovers the input state of a causal forward from its output state, `k`, `v` and the
-/// input offset `off_in: [bh]` (see `linear_attn::unroll`).
+/// input offset `off_in: [bh]` (see `linear_attn::causal_unroll`).
 ///
 /// # Safety
 /// Every pointer must point to a buffer of the size its shape implies.
@@ -367,8 +367,8 @@ pub unsafe extern "C" fn sp_causal_unroll(
         let si = state_mut(&dims, s_in, z_in, off_in_out);
         let (nk, nv) = (bh * t * d, bh * t * dv);
         linear_attn::causal_unroll(&dims, &fa, r(k, nk), r(v, nv), so, r(off_in, bh), si).map_err(|e| match e {
-            linear_attn::unroll::UnrollError::StateMismatch { .. } => Status::StateMismatch,
-            linear_attn::unroll::UnrollError::Unrecoverable { .. } => Status::Unrecoverable,
+            linear_attn::causal_unroll::UnrollError::StateMismatch { .. } => Status::StateMismatch,
+            linear_attn::causal_unroll::UnrollError::Unrecoverable { .. } => Status::Unrecoverable,
         })?;
         finite_state(&dims, s_in, z_in, off_in_out)
     }))

@@ -3,7 +3,7 @@
 //! the backward, chunk-size invariance and the stale-state guard.
 
 use slim_kernels::dims::{Dims, Feature};
-use slim_kernels::linear_attn::chunk_bwd::{Grads, StateMismatch};
+use slim_kernels::linear_attn::causal_backward::{Grads, StateMismatch};
 use slim_kernels::linear_attn::{
     bidirectional_forward, causal_backward, causal_forward, FeatureArgs, Qkv, State, StateMut, EPS,
 };

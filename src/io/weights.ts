@@ -4,7 +4,7 @@
  * metadata. A model trained by the paper's PyTorch code loads here, and goes back.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ArgError } from '../validate.ts';
+import { ArgError } from '../kernels/validate.ts';
 import { parseSafetensors, writeSafetensors, type TensorData } from './safetensors.ts';
 
 export interface WeightedModel {

@@ -14,8 +14,9 @@ import { dense } from '../tfjs/ops/dense.ts';
 import { layerNorm } from '../tfjs/ops/norm.ts';
 import { performerAttention } from '../tfjs/op.ts';
 import { performerAttentionWebGPU } from '../tfjs/webgpu_op.ts';
-import type { AttnState, FeatureMap, StateGrad } from '../types.ts';
-import { emptyState, type Kernels } from '../wasm/kernels.ts';
+import type { AttnState, FeatureMap, StateGrad } from '../kernels/types.ts';
+import { emptyState } from '../kernels/state.ts';
+import type { SyncKernels } from '../kernels/interface.ts';
 import type { WebGPUKernels } from '../webgpu/kernels.ts';
 import type { SequenceModel } from './sequence_model.ts';
 
@@ -102,7 +103,7 @@ export class PerformerLM {
   readonly omegas: Array<Float32Array | undefined>;
 
   constructor(
-    readonly kernels: Kernels,
+    readonly kernels: SyncKernels,
     config: PerformerLMConfig,
   ) {
     const c = { features: config.dModel / config.heads, chunk: 64, preLN: true, seed: 1, ...config };

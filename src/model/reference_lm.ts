@@ -19,8 +19,8 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../features/index.ts';
 import { dense } from '../tfjs/ops/dense.ts';
 import { embed } from '../tfjs/ops/embedding.ts';
-import type { AttnState, FeatureMap } from '../types.ts';
-import type { Kernels } from '../wasm/kernels.ts';
+import type { AttnState, FeatureMap } from '../kernels/types.ts';
+import type { SyncKernels } from '../kernels/interface.ts';
 import { gelu } from '../tfjs/ops/activation.ts';
 import { layerNorm } from '../tfjs/ops/norm.ts';
 import { attendLayer, emptyStates, positions, type ForwardOptions, type ForwardResult } from './performer_lm.ts';
@@ -68,7 +68,7 @@ export class ReferenceLM implements SequenceModel {
    * Weights start at zero: load them with `setWeights` or `importSafetensors`, or draw them with `initWeights`.
    */
   constructor(
-    readonly kernels: Kernels,
+    readonly kernels: SyncKernels,
     reference: ReferenceConfig,
     rfs?: Array<ArrayLike<number>>,
   ) {

@@ -1,11 +1,11 @@
 /** What the SLiM trainer and the checkpoint code need from a model. */
 import type * as tf from '@tensorflow/tfjs';
-import type { AttnState, FeatureMap } from '../types.ts';
-import type { Kernels } from '../wasm/kernels.ts';
+import type { AttnState, FeatureMap } from '../kernels/types.ts';
+import type { SyncKernels } from '../kernels/interface.ts';
 import type { ForwardOptions, ForwardResult } from './performer_lm.ts';
 
 export interface SequenceModel {
-  readonly kernels: Kernels;
+  readonly kernels: SyncKernels;
   readonly config: {
     vocabSize: number;
     dModel: number;

@@ -10,9 +10,21 @@
  * workerd, some sandboxes). With 1 thread the kernels run in the calling thread, no worker.
  * `pool.info` reports what was picked and why.
  */
-import { init, type CausalBackwardArgs, type CausalForwardArgs, type CausalArgs, type CausalGrads, type FeaturesArgs, type BidirectionalBackwardArgs, type InitOptions, type Kernels } from '../wasm/kernels.ts';
-import type { AttnState, StateGrad } from '../types.ts';
-import { ArgError } from '../validate.ts';
+import type { AttentionKernels } from '../kernels/interface.ts';
+import type {
+  BidirectionalBackwardArgs,
+  BidirectionalGrads,
+  CausalArgs,
+  CausalBackwardArgs,
+  CausalForwardArgs,
+  CausalGrads,
+  FeatureGrads,
+  FeaturesBackwardArgs,
+  FeaturesForwardArgs,
+  ForwardResult,
+} from '../kernels/types.ts';
+import { init, type InitOptions, type Kernels } from '../wasm/kernels.ts';
+import { ArgError } from '../kernels/validate.ts';
 import type { WasmBinary } from '../wasm/loader.ts';
 import type { FromWorker, Method, ToWorker } from './protocol.ts';
 import { buffers, join, ranges, sliceArgs } from './split.ts';
@@ -195,7 +207,9 @@ async function workerWasm(w: InitOptions['wasm']): Promise<(ToWorker & { type: '
 }
 
 /** The kernels over a pool of workers; every method returns a Promise. */
-export class KernelPool {
+export class KernelPool implements AttentionKernels<true> {
+  /** Which backend this is: wasm kernels in worker threads. */
+  readonly backend = 'pool' as const;
   private slots: Slot[];
   private local: Kernels | undefined;
   private nextId = 1;
@@ -340,30 +354,28 @@ export class KernelPool {
     return join(await Promise.all(pending));
   }
 
-  causalForward(a: CausalForwardArgs): Promise<{ out: Float32Array; state: AttnState }> {
-    return this.dispatch('causalForward', a) as Promise<{ out: Float32Array; state: AttnState }>;
+  causalForward(a: CausalForwardArgs): Promise<ForwardResult> {
+    return this.dispatch('causalForward', a) as Promise<ForwardResult>;
   }
 
   causalBackward(a: CausalBackwardArgs): Promise<CausalGrads> {
     return this.dispatch('causalBackward', a) as Promise<CausalGrads>;
   }
 
-  causalForwardFeatures(a: FeaturesArgs & { state?: AttnState }): Promise<{ out: Float32Array; state: AttnState }> {
-    return this.dispatch('causalForwardFeatures', a) as Promise<{ out: Float32Array; state: AttnState }>;
+  causalForwardFeatures(a: FeaturesForwardArgs): Promise<ForwardResult> {
+    return this.dispatch('causalForwardFeatures', a) as Promise<ForwardResult>;
   }
 
-  causalBackwardFeatures(
-    a: FeaturesArgs & { stateIn?: AttnState; stateOut: AttnState; out?: Float32Array; dOut: Float32Array; dState?: StateGrad },
-  ): Promise<{ dPhiQ: Float32Array; dPhiK: Float32Array; dv: Float32Array; dState: StateGrad }> {
-    return this.dispatch('causalBackwardFeatures', a) as Promise<{ dPhiQ: Float32Array; dPhiK: Float32Array; dv: Float32Array; dState: StateGrad }>;
+  causalBackwardFeatures(a: FeaturesBackwardArgs): Promise<FeatureGrads> {
+    return this.dispatch('causalBackwardFeatures', a) as Promise<FeatureGrads>;
   }
 
   bidirectionalForward(a: CausalArgs): Promise<{ out: Float32Array }> {
     return this.dispatch('bidirectionalForward', a) as Promise<{ out: Float32Array }>;
   }
 
-  bidirectionalBackward(a: BidirectionalBackwardArgs): Promise<{ dq: Float32Array; dk: Float32Array; dv: Float32Array }> {
-    return this.dispatch('bidirectionalBackward', a) as Promise<{ dq: Float32Array; dk: Float32Array; dv: Float32Array }>;
+  bidirectionalBackward(a: BidirectionalBackwardArgs): Promise<BidirectionalGrads> {
+    return this.dispatch('bidirectionalBackward', a) as Promise<BidirectionalGrads>;
   }
 
   /** Stops the workers: calls still running reject (they do not hang), later calls throw. */

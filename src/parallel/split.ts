@@ -6,7 +6,7 @@
  * whose `omega` holds the heads `(r0 + j) mod h`: the same arithmetic per slice, so the joined
  * results equal the single-instance call bit for bit.
  */
-import type { Dims } from '../types.ts';
+import type { Dims } from '../kernels/types.ts';
 
 type Typed = Float32Array | Float64Array;
 

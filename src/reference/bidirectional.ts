@@ -3,9 +3,9 @@
  * "Bidirectional"): out_i = φq_iᵀ (ΦKᵀ V) / (φq_i·(ΦKᵀ 1) + ε), 0 when the denominator is 0.
  * FAVOR+ queries use their own row offset, keys one offset: the maximum ℓ over all keys.
  */
-import type { Dims, FeatureSpec } from '../types.ts';
-import { DEFAULT_EPS } from './causal.ts';
-import { applyFeature, featureBackward, refFeatureMap, rowMax } from './featureMap.ts';
+import type { Dims, FeatureSpec } from '../kernels/types.ts';
+import { DEFAULT_EPS } from './causal_slice.ts';
+import { applyFeature, featureBackward, refFeatureMap, rowMax } from './feature_map.ts';
 import { type Arr, block, checkDims, checkFeatureSpec, checkLength, headOmega } from './util.ts';
 
 export interface RefBidirectionalArgs extends FeatureSpec {

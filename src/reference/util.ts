@@ -2,7 +2,7 @@
  * Small helpers shared by the float64 reference kernels: argument checks, slicing one `(b, h)`
  * block out of a row-major tensor, and state construction.
  */
-import type { AttnState, Dims, FeatureMap } from '../types.ts';
+import type { AttnState, Dims, FeatureMap } from '../kernels/types.ts';
 
 export type Arr = Float32Array | Float64Array;
 

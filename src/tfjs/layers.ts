@@ -16,18 +16,19 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FeatureRedraw } from '../features/index.ts';
-import type { FeatureMap } from '../types.ts';
-import { init, type InitOptions, type Kernels } from '../wasm/kernels.ts';
+import type { FeatureMap } from '../kernels/types.ts';
+import type { SyncKernels } from '../kernels/interface.ts';
+import { init, type InitOptions } from '../wasm/kernels.ts';
 import type { WebGPUKernels } from '../webgpu/kernels.ts';
 import { performerAttention } from './op.ts';
 import { gelu } from './ops/activation.ts';
 import { dense } from './ops/dense.ts';
 import { layerNorm } from './ops/norm.ts';
 import { performerAttentionWebGPU } from './webgpu_op.ts';
-import { ArgError } from '../validate.ts';
+import { ArgError } from '../kernels/validate.ts';
 import { checkTensor } from './ops/check.ts';
 
-let current: Kernels | WebGPUKernels | undefined;
+let current: SyncKernels | WebGPUKernels | undefined;
 
 /**
  * Sets the kernel instance every Performer layer uses (`undefined` clears it): wasm kernels
@@ -35,12 +36,12 @@ let current: Kernels | WebGPUKernels | undefined;
  * `webgpu` (`initWebGPU({ device: tfjsWebGPUDevice() })`: the layers then run on TF.js's GPU
  * buffers, see webgpu_op.ts).
  */
-export function setKernels(kernels: Kernels | WebGPUKernels | undefined): void {
+export function setKernels(kernels: SyncKernels | WebGPUKernels | undefined): void {
   current = kernels;
 }
 
 /** The kernel instance set by {@link setKernels} or {@link initTfjs}; throws when there is none. */
-export function getKernels(): Kernels | WebGPUKernels {
+export function getKernels(): SyncKernels | WebGPUKernels {
   if (!current) {
     throw new Error('slim-performer/tfjs: no kernel instance; call `await initTfjs()` (or `setKernels(await init())`) before running Performer layers');
   }
@@ -48,7 +49,7 @@ export function getKernels(): Kernels | WebGPUKernels {
 }
 
 /** Loads a kernel instance and makes it the one the layers use (once; later calls return it). */
-export async function initTfjs(options?: InitOptions): Promise<Kernels | WebGPUKernels> {
+export async function initTfjs(options?: InitOptions): Promise<SyncKernels | WebGPUKernels> {
   if (!current) current = await init(options);
   return current;
 }

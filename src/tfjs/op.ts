@@ -8,14 +8,14 @@
  * (SLiM) training needs: the surrogate term ⟨state_end, G⟩ is the upstream `G`.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { AttnState, FeatureMap, StateGrad } from '../types.ts';
-import { ArgError } from '../validate.ts';
-import type { Kernels } from '../wasm/kernels.ts';
+import type { AttnState, FeatureMap, StateGrad } from '../kernels/types.ts';
+import { ArgError } from '../kernels/validate.ts';
+import type { SyncKernels } from '../kernels/interface.ts';
 import { checkTensor } from './ops/check.ts';
 
 export interface AttentionOptions {
   /** A kernel instance from `init()`. */
-  kernels: Kernels;
+  kernels: SyncKernels;
   feature: FeatureMap;
   /** `[h, m, d]` random features (required for favor). */
   omega?: Float32Array;
@@ -54,8 +54,8 @@ export function performerAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4
   const dv = v.shape[3];
   if (typeof o !== 'object' || o === null) throw new ArgError(`${fn}: expected an options object { kernels, feature, causal, … }, got ${String(o)}`);
   const K = o.kernels as unknown;
-  if (typeof K !== 'object' || K === null || typeof (K as Kernels).causalForward !== 'function' || (K as { backend?: string }).backend === 'webgpu') {
-    throw new ArgError(`${fn}: kernels must be a wasm kernel instance from init() (WebGPU kernels go to performerAttentionWebGPU), got ${String(K)}`);
+  if (typeof K !== 'object' || K === null || typeof (K as SyncKernels).causalForward !== 'function' || (K as { backend?: string }).backend !== 'wasm') {
+    throw new ArgError(`${fn}: kernels must be a wasm kernel instance from init() (TF.js ops are synchronous: WebGPU kernels go to performerAttentionWebGPU; a worker pool cannot serve them), got ${String(K)}`);
   }
   if (typeof o.causal !== 'boolean') throw new ArgError(`${fn}: causal must be a boolean, got ${String(o.causal)}`);
   if (!o.causal && (o.state || o.stateGrad)) throw new ArgError(`${fn}: state is only defined for causal attention`);

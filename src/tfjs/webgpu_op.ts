@@ -18,7 +18,7 @@
  * are thrown by the next kernel call, or awaited with `kernels.flush()`.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { FeatureMap } from '../types.ts';
+import type { FeatureMap } from '../kernels/types.ts';
 import type { WebGPUKernels } from '../webgpu/kernels.ts';
 import { gpuStateWords } from '../webgpu/state.ts';
 

@@ -23,7 +23,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { PerformerLM, type PerformerLMConfig } from '../model/performer_lm.ts';
-import type { Kernels } from '../wasm/kernels.ts';
+import type { SyncKernels } from '../kernels/interface.ts';
 
 export const CHECKPOINT_MAGIC = 'SLIMPERF';
 export const CHECKPOINT_VERSION = 1;
@@ -316,7 +316,7 @@ export async function restoreCheckpoint(ck: Checkpoint, model: PerformerLM, opti
 }
 
 /** A new model built from a checkpoint's config, holding its weights. */
-export async function modelFromCheckpoint(ck: Checkpoint, kernels: Kernels): Promise<PerformerLM> {
+export async function modelFromCheckpoint(ck: Checkpoint, kernels: SyncKernels): Promise<PerformerLM> {
   const model = new PerformerLM(kernels, ck.header.config);
   try {
     await restoreCheckpoint(ck, model);
@@ -396,7 +396,7 @@ export async function readCheckpoint(path: string): Promise<Checkpoint> {
 /** Loads a checkpoint file into a new model (and a new optimizer when the file holds one). */
 export async function loadCheckpoint(
   path: string,
-  kernels: Kernels,
+  kernels: SyncKernels,
 ): Promise<{ model: PerformerLM; optimizer?: tf.Optimizer; step: number; meta: Record<string, unknown>; checkpoint: Checkpoint }> {
   const ck = await readCheckpoint(path);
   const model = await modelFromCheckpoint(ck, kernels);

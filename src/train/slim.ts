@@ -11,8 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { SequenceModel } from '../model/sequence_model.ts';
-import type { AttnState, StateGrad } from '../types.ts';
-import { ArgError } from '../validate.ts';
+import type { AttnState, StateGrad } from '../kernels/types.ts';
+import { ArgError } from '../kernels/validate.ts';
 
 /**
  * A slice that raised a layer's FAVOR+ offset by more than this (nats) keeps that layer's

@@ -7,7 +7,7 @@
  *
  * Costs ~4/3 of the binaries' size in JavaScript; prefer the core entry where files can be served.
  */
-import { RELAXED_BASE64, SCALAR_BASE64, SIMD_BASE64 } from './inline-data.ts';
+import { RELAXED_BASE64, SCALAR_BASE64, SIMD_BASE64 } from './inline_data.ts';
 import { init as initFromSource, type InitOptions, type Kernels } from './kernels.ts';
 import { chooseBinary } from './loader.ts';
 

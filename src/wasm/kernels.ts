@@ -4,7 +4,25 @@
  * out and frees everything, so no wasm pointer ever escapes and a failed call leaves the
  * instance usable.
  */
-import type { AttnState, Dims, FeatureMap, FeatureSpec, StateGrad } from '../types.ts';
+import type { AttentionKernels, SyncKernels } from '../kernels/interface.ts';
+import { FEATURE_CODES as CODES, featureDims } from '../kernels/state.ts';
+import type {
+  AttnState,
+  BidirectionalBackwardArgs,
+  BidirectionalGrads,
+  CausalArgs,
+  CausalBackwardArgs,
+  CausalForwardArgs,
+  CausalGrads,
+  Dims,
+  FeatureGrads,
+  FeatureMap,
+  FeaturesBackwardArgs,
+  FeaturesForwardArgs,
+  ForwardResult,
+  StepArgs,
+  UnrollArgs,
+} from '../kernels/types.ts';
 import {
   ArgError,
   checkArray,
@@ -19,11 +37,9 @@ import {
   checkStateOutFilled,
   notFinite,
   stateMismatch,
-} from '../validate.ts';
+} from '../kernels/validate.ts';
 import { load, type SimdOption, type WasmBinary, type WasmSource } from './loader.ts';
 import { Scope, WASM_MAX_BYTES, type KernelExports } from './memory.ts';
-
-const CODES: Record<FeatureMap | 'identity', number> = { favor: 0, relu: 1, elu1: 2, sqr: 3, identity: 4 };
 
 const STATUS: Record<number, string> = {
   [-1]: 'a dimension is 0',
@@ -40,74 +56,6 @@ const STATUS: Record<number, string> = {
 const STATE_MISMATCH = -6;
 /** Finite inputs whose result overflowed float32: refused rather than returned as NaN/±inf. */
 const NOT_FINITE = -9;
-
-export interface CausalArgs extends FeatureSpec {
-  /** `[b, h, t, d]` */
-  q: Float32Array;
-  /** `[b, h, t, d]` */
-  k: Float32Array;
-  /** `[b, h, t, dv]` */
-  v: Float32Array;
-  dims: Dims;
-  /** Tokens per chunk (default 64). Results do not depend on it beyond rounding. */
-  chunk?: number;
-  /** Denominator guard (default 1e-16). */
-  eps?: number;
-}
-
-export interface CausalForwardArgs extends CausalArgs {
-  /** Carried state from an earlier call (default: empty). */
-  state?: AttnState;
-}
-
-export interface CausalBackwardArgs extends CausalArgs {
-  /** The state the forward started from (default: empty). */
-  stateIn?: AttnState;
-  /** The state the forward returned. */
-  stateOut: AttnState;
-  /** The forward's output, if kept: the backward then skips recomputing it. */
-  out?: Float32Array;
-  /** `∂L/∂out`, `[b, h, t, dv]`. */
-  dOut: Float32Array;
-  /** `∂L/∂stateOut` (default: zero). */
-  dState?: StateGrad;
-}
-
-export interface CausalGrads {
-  dq: Float32Array;
-  dk: Float32Array;
-  dv: Float32Array;
-  /** Gradient of the input state. */
-  dState: StateGrad;
-}
-
-export interface FeaturesArgs {
-  /** `[b, h, t, m]` precomputed non-negative query features. */
-  phiQ: Float32Array;
-  /** `[b, h, t, m]` precomputed non-negative key features. */
-  phiK: Float32Array;
-  v: Float32Array;
-  /** `d` is ignored (the features are `m` wide). */
-  dims: Dims;
-  chunk?: number;
-  eps?: number;
-}
-
-export interface BidirectionalBackwardArgs extends CausalArgs {
-  dOut: Float32Array;
-}
-
-export interface StepArgs extends FeatureSpec {
-  /** `[b, h, d]` one token per slice */
-  q: Float32Array;
-  k: Float32Array;
-  /** `[b, h, dv]` */
-  v: Float32Array;
-  /** `t` is ignored. */
-  dims: Dims;
-  state: AttnState;
-  eps?: number;
-}
 
 /** Bytes per token (`q, k, v` in, outputs out) and per slice state, as multiples of `d`, `dv`, `m·dv`. */
 interface Cost {
@@ -155,14 +103,6 @@ function toF32Frames(state: AttnState, m: number, dv: number): { state: AttnStat
   return { state: { S, z, offset }, factors };
 }
 
-export function emptyState(dims: Pick<Dims, 'b' | 'h' | 'm' | 'dv'>, feature: FeatureMap | 'identity'): AttnState {
-  const bh = dims.b * dims.h;
-  return {
-    S: new Float64Array(bh * dims.m * dims.dv),
-    z: new Float64Array(bh * dims.m),
-    offset: new Float64Array(bh).fill(feature === 'favor' ? -Infinity : 0),
-  };
-}
 
 /** Memory of the most recent call, measured inside the module. */
 export interface CallStats {
@@ -172,7 +112,7 @@ export interface CallStats {
   scratchBytes: number;
 }
 
-export class Kernels {
+export class Kernels implements SyncKernels, AttentionKernels<false> {
   /** Which backend this is (the WebGPU kernels say 'webgpu'). */
   readonly backend = 'wasm' as const;
   private x: KernelExports | undefined;
@@ -254,12 +194,12 @@ export class Kernels {
   }
 
   /** Causal attention `[b, h, t, ·]` with a carried state in and out. */
-  causalForward(a: CausalForwardArgs): { out: Float32Array; state: AttnState } {
+  causalForward(a: CausalForwardArgs): ForwardResult {
     return this.forwardImpl('causalForward', a, this.common('causalForward', a, FORWARD));
   }
 
   /** Causal attention on precomputed features (`phiQ`, `phiK`: `[b, h, t, m]`). */
-  causalForwardFeatures(a: FeaturesArgs & { state?: AttnState }): { out: Float32Array; state: AttnState } {
+  causalForwardFeatures(a: FeaturesForwardArgs): ForwardResult {
     const fn = 'causalForwardFeatures';
     const args = { q: a?.phiQ, k: a?.phiK, v: a?.v, dims: featureDims(fn, a?.dims), chunk: a?.chunk, eps: a?.eps, state: a?.state, feature: 'relu' as const };
     return this.forwardImpl(fn, args, this.common(fn, args, FORWARD, 'identity'), 'identity');
@@ -292,9 +232,7 @@ export class Kernels {
   }
 
   /** Gradients of `causalForwardFeatures`: `dPhiQ, dPhiK, dv, dState`. */
-  causalBackwardFeatures(
-    a: FeaturesArgs & { stateIn?: AttnState; stateOut: AttnState; out?: Float32Array; dOut: Float32Array; dState?: StateGrad },
-  ): { dPhiQ: Float32Array; dPhiK: Float32Array; dv: Float32Array; dState: StateGrad } {
+  causalBackwardFeatures(a: FeaturesBackwardArgs): FeatureGrads {
     const fn = 'causalBackwardFeatures';
     const args = { ...a, q: a?.phiQ, k: a?.phiK, dims: featureDims(fn, a?.dims), feature: 'relu' as const };
     const g = this.backwardImpl(fn, args, this.common(fn, args, BACKWARD, 'identity'), 'identity');
@@ -347,7 +285,7 @@ export class Kernels {
    * `chunk` is the forward's. Throws when a chunk raised the FAVOR+ offset by more than 10
    * (the input state was scaled below recovery): keep such states instead.
    */
-  causalUnroll(a: Omit<CausalArgs, 'q' | 'eps'> & { stateOut: AttnState; offsetIn: Float64Array }): AttnState {
+  causalUnroll(a: UnrollArgs): AttnState {
     const fn = 'causalUnroll';
     const c = this.common(fn, { ...a, q: a?.k } as CausalArgs, FORWARD, undefined, 'k'); // no queries: k stands in, and is named k
     const { b, h, t, d, m, dv } = c.dims;
@@ -382,7 +320,7 @@ export class Kernels {
     });
   }
 
-  bidirectionalBackward(a: BidirectionalBackwardArgs): { dq: Float32Array; dk: Float32Array; dv: Float32Array } {
+  bidirectionalBackward(a: BidirectionalBackwardArgs): BidirectionalGrads {
     const fn = 'bidirectionalBackward';
     const c = this.common(fn, a, BACKWARD);
     const { b, h, t, d, m, dv } = c.dims;
@@ -400,7 +338,7 @@ export class Kernels {
   }
 
   /** One decoding step: `q, k: [b, h, d]`, `v: [b, h, dv]` → `out: [b, h, dv]` and the next state. */
-  recurrentStep(a: StepArgs): { out: Float32Array; state: AttnState } {
+  recurrentStep(a: StepArgs): ForwardResult {
     const fn = 'recurrentStep';
     if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected an arguments object`);
     const dims = checkDims(fn, { ...(a.dims as object), t: 1 });
@@ -422,10 +360,6 @@ export class Kernels {
   }
 }
 
-function featureDims(fn: string, dims: unknown): Dims {
-  const d = checkDims(fn, { d: 1, ...(dims as object) });
-  return { ...d, d: d.m };
-}
 
 export interface InitOptions {
   /**

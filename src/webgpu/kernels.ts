@@ -1,7 +1,8 @@
 /// <reference types="@webgpu/types" />
 /**
- * The WebGPU backend: the same kernels, argument objects and validation as the wasm backend
- * (src/wasm/kernels.ts), returning Promises. Each Float32Array call uploads its inputs into
+ * The WebGPU backend: the kernel interface of src/kernels/ (the same argument objects and
+ * validation as the wasm backend), returning Promises; buffers live in ./buffers.ts, the work
+ * buffer layout and dispatch plans in ./plan.ts, the WGSL in ./shaders/. Each Float32Array call uploads its inputs into
  * pooled GPU buffers, runs the WGSL kernel (shaders/*.wgsl) and reads the results back; the
  * `…GPU` variants take and return GPUBuffers without copying the T-sized tensors (states stay
  * Float64Array on the host: they are O(M·D) per slice).
@@ -10,21 +11,32 @@
  * accumulation (returned as hi + lo in float64); the backward never undoes a chunk by
  * subtraction but replays the state from checkpoints (see shaders/causal_backward.wgsl).
  */
-import type { AttnState, Dims, FeatureMap, StateGrad } from '../types.ts';
-import { ArgError, checkArray, checkChunk, checkDims, checkEps, checkFavorRange, checkFeature, checkOmega, checkState, checkStateGrad, checkStateOutFilled, stateMismatch } from '../validate.ts';
-import type { BidirectionalBackwardArgs, CausalArgs, CausalBackwardArgs, CausalForwardArgs, CausalGrads, FeaturesArgs, StepArgs } from '../wasm/kernels.ts';
+import { ArgError, checkArray, checkChunk, checkDims, checkEps, checkFavorRange, checkFeature, checkFiniteResult, checkOmega, checkState, checkStateGrad, checkStateOutFilled, stateMismatch } from '../kernels/validate.ts';
+import type { StepKernels } from '../kernels/interface.ts';
+import { featureDims } from '../kernels/state.ts';
+import type {
+  AttnState,
+  BidirectionalBackwardArgs,
+  BidirectionalGrads,
+  CausalArgs,
+  CausalBackwardArgs,
+  CausalForwardArgs,
+  CausalGrads,
+  Dims,
+  FeatureGrads,
+  FeatureMap,
+  FeaturesBackwardArgs,
+  FeaturesForwardArgs,
+  ForwardResult,
+  StateGrad,
+  StepArgs,
+} from '../kernels/types.ts';
+import { align, BufferPool, COPY_DST, IO, STORAGE, UNIFORM } from './buffers.ts';
 import { GpuContext, WebGPUError, type AcquireOptions } from './device.ts';
 import { ProgramCache, type Program } from './program.ts';
+import { layout, PARAM_BYTES, plan, writeParams, type Checked, type Copy, type Layout, type PlanEnv } from './plan.ts';
 import { frameFactor, fromGpuState, gpuStateWords as stateWords, toGpuState } from './state.ts';
 import { loadShaders, type KernelName } from './shaders/index.ts';
-
-const CODES: Record<FeatureMap | 'identity', number> = { favor: 0, relu: 1, elu1: 2, sqr: 3, identity: 4 };
-const STORAGE = 0x80; // GPUBufferUsage.STORAGE
-const COPY_SRC = 0x04;
-const COPY_DST = 0x08;
-const MAP_READ = 0x01;
-const UNIFORM = 0x40;
-const IO = STORAGE | COPY_SRC | COPY_DST;
 
 export interface WebGPUOptions extends AcquireOptions {
   /** Invocations per workgroup (default 64; at most the device's limit, 128 in compatibility mode). */
@@ -59,31 +71,6 @@ export interface GpuCallStats {
   scratchBytes: number;
 }
 
-interface Layout {
-  /** Chunk states of the chunk-parallel kernels, and chunks per window. */
-  csOff: number;
-  window: number;
-  omegaOff: number;
-  stateInOff: number;
-  dStateOff: number;
-  stateOutOff: number;
-  scratchOff: number;
-  sliceWords: number;
-  words: number;
-  group: number;
-  nGroups: number;
-}
-
-interface Checked {
-  dims: Dims;
-  feature: FeatureMap | 'identity';
-  omega?: Float32Array;
-  /** Random features already on the GPU (the synchronous calls), `[h, m, d]` f32. */
-  omegaBuf?: GPUBuffer;
-  chunk: number;
-  eps: number;
-}
-
 /** Tensors on the GPU for the `…GPU` variants: row-major f32 `[b, h, t, ·]` storage buffers. */
 export interface GpuCausalArgs {
   q: GPUBuffer;
@@ -102,68 +89,10 @@ export interface GpuSyncArgs extends Omit<GpuCausalArgs, 'omega'> {
   omega?: Float32Array | GPUBuffer;
 }
 
-/** A GPU-side copy encoded around a kernel (offsets and size in bytes). */
-interface Copy {
-  src: GPUBuffer;
-  srcOffset: number;
-  dst: GPUBuffer;
-  dstOffset: number;
-  size: number;
-}
-
-/**
- * Refuses a result read back from the GPU that is not finite. The inputs were checked finite,
- * so this is float32 overflow: FAVOR+ logits `ω·x·d^(-1/4)` and `|x|²·d^(-1/2)/2`, or prefix
- * sums of feature·value products, beyond ~3.4e38. The wasm kernels refuse the same in the crate.
- */
-function checkFiniteResult(fn: string, feature: FeatureMap | 'identity', inputs: string, results: Array<[string, ArrayLike<number>]>, allowNegInf = false): void {
-  for (const [name, x] of results) {
-    for (let i = 0; i < x.length; i++) {
-      const e = x[i];
-      if (Number.isFinite(e) || (allowNegInf && e === -Infinity)) continue;
-      const why =
-        feature === 'favor'
-          ? 'favor features need |x|²·d^-1/2 well below 3e38'
-          : feature === 'identity'
-            ? 'the prefix sums of phiK·v and phiQ·S must stay below 3e38'
-            : `${feature} features times values, summed over the sequence, must stay below 3e38`;
-      throw new ArgError(`${fn}: the result is not finite (${name}[${i}] is ${e}): ${inputs} are finite but too large for float32 (${why}); scale the inputs down`);
-    }
-  }
-}
-
-function chunkWords(c: number, m: number, dv: number): number {
-  return 4 * c * m + 4 * c + c * c + c + c * dv + 4;
-}
-
-function gradWords(c: number, m: number, dv: number): number {
-  return m * dv + m + c * dv + c + c * c + 2 * c * m;
-}
-
-const align = (x: number, a = 64) => Math.ceil(x / a) * a;
-
-/** Bytes of the kernels' uniform `Params` (shaders/common.wgsl). */
-const PARAM_BYTES = 128;
-/** Estimated loop iterations per invocation per dispatch: software adapters (llvmpipe's 65 535 with margin), GPUs. */
-const SOFTWARE_LOOP_BUDGET = 40_000;
-const GPU_LOOP_BUDGET = 4_000_000;
-
-/** One dispatch: chunks [cBegin, cEnd) of a kernel phase (group g for the causal backward). */
-interface Step {
-  phase: number;
-  cBegin: number;
-  cEnd: number;
-  g: number;
-  /** Workgroups (default b·h: one per slice). */
-  groups?: number;
-}
-
-export class WebGPUKernels {
+export class WebGPUKernels implements StepKernels<true> {
   /** Which backend this is (for reports). */
   readonly backend = 'webgpu' as const;
-  private pool = new Map<string, GPUBuffer[]>();
-  private live = new Map<GPUBuffer, number>();
-  private pooledBytes = 0;
+  private readonly buffers: BufferPool;
   private stats: GpuCallStats = { ioBytes: 0, scratchBytes: 0 };
   /** Dispatches the most recent kernel call was split into. */
   lastSteps = 0;
@@ -171,10 +100,11 @@ export class WebGPUKernels {
   readonly workgroupSize: number;
   private readonly poison: boolean;
   private readonly compensate: boolean;
-  private readonly poolLimit: number;
   private readonly chunkParallel: boolean;
   private readonly chunkWindow: number | undefined;
   private readonly windowBytes: number;
+  /** What the dispatch plans depend on (./plan.ts). */
+  private readonly env: PlanEnv;
 
   private constructor(
     readonly ctx: GpuContext,
@@ -188,13 +118,14 @@ export class WebGPUKernels {
     }
     this.poison = opts.poison ?? false;
     this.compensate = opts.compensate ?? true;
-    this.poolLimit = opts.poolBytes ?? 256 << 20;
+    this.buffers = new BufferPool(ctx.device, opts.poolBytes ?? 256 << 20);
     this.chunkParallel = opts.chunkParallel ?? true;
     if (opts.chunkWindow !== undefined && (!Number.isSafeInteger(opts.chunkWindow) || opts.chunkWindow < 1)) {
       throw new ArgError(`WebGPUKernels: chunkWindow must be a positive integer, got ${opts.chunkWindow}`);
     }
     this.chunkWindow = opts.chunkWindow;
     this.windowBytes = opts.windowBytes ?? (ctx.software ? 16 << 20 : 256 << 20);
+    this.env = { workgroupSize: this.workgroupSize, software: ctx.software, limits: ctx.limits, windowBytes: this.windowBytes, chunkWindow: this.chunkWindow, compensate: this.compensate };
   }
 
   /** The kernels that run the causal forward and backward (see `chunkParallel`). */
@@ -237,73 +168,44 @@ export class WebGPUKernels {
     return this.programs.size;
   }
 
-  // ---------------------------------------------------------------- buffers
+  // ---------------------------------------------------------------- buffers (./buffers.ts)
 
   /** Bytes of GPU buffers handed out and not yet released (0 between Float32Array calls). */
   liveBytes(): number {
-    let n = 0;
-    for (const b of this.live.values()) n += b;
-    return n;
+    return this.buffers.liveBytes();
   }
 
   /** Buffers handed out and not yet released. */
   liveBuffers(): number {
-    return this.live.size;
+    return this.buffers.liveBuffers();
   }
 
   /** Bytes held in GPU buffers: live plus pooled for reuse. */
   memoryBytes(): number {
-    return this.liveBytes() + this.pooledBytes;
+    return this.buffers.memoryBytes();
   }
 
   lastCall(): GpuCallStats {
     return { ...this.stats };
   }
 
-  /** A buffer from the pool: sizes round up to 256 bytes, or to 4 when `exact` (hand-overs such as TF.js tensors, which read a buffer whole). */
-  private acquire(bytes: number, usage: number, label: string, exact = false): GPUBuffer {
-    const size = exact ? align(Math.max(bytes, 4), 4) : align(Math.max(bytes, 16), 256);
-    const key = `${size}/${usage}`;
-    const free = this.pool.get(key);
-    let buf = free?.pop();
-    if (buf) this.pooledBytes -= size;
-    else buf = this.ctx.device.createBuffer({ size, usage, label });
-    this.live.set(buf, size);
-    return buf;
-  }
-
   /** Returns a buffer this backend handed out (e.g. a `…GPU` output) to the pool. */
   release(buf: GPUBuffer): void {
-    const size = this.live.get(buf);
-    if (size === undefined) throw new ArgError('release: this buffer was not handed out by this backend (or was released already)');
-    this.live.delete(buf);
+    this.buffers.release(buf, this.disposed);
     // A NaN fill still queued for it (its call failed before encoding) must not reach the buffer's
     // next user, whose inputs may already be written into it.
     if (this.pendingFills.some((f) => f.buf === buf)) this.pendingFills = this.pendingFills.filter((f) => f.buf !== buf);
-    if (this.disposed || this.pooledBytes + size > this.poolLimit) {
-      buf.destroy();
-      return;
-    }
-    const key = `${size}/${buf.usage}`;
-    let free = this.pool.get(key);
-    if (!free) this.pool.set(key, (free = []));
-    free.push(buf);
-    this.pooledBytes += size;
   }
 
   /** Destroys every pooled buffer (live ones stay valid until released). */
   trim(): void {
-    for (const list of this.pool.values()) for (const b of list) b.destroy();
-    this.pool.clear();
-    this.pooledBytes = 0;
+    this.buffers.trim();
   }
 
   /** Destroys every buffer, pooled or live, and the device if this backend created it. */
   dispose(): void {
     if (this.disposed) return;
-    this.trim();
-    for (const b of this.live.keys()) b.destroy();
-    this.live.clear();
+    this.buffers.destroy();
     this.disposed = true;
     this.ctx.dispose();
   }
@@ -313,26 +215,16 @@ export class WebGPUKernels {
     this.ctx.alive(fn);
   }
 
-  private upload(a: Float32Array, label: string): GPUBuffer {
-    const buf = this.acquire(a.byteLength, IO, label);
-    this.ctx.device.queue.writeBuffer(buf, 0, a.buffer, a.byteOffset, a.byteLength);
-    return buf;
+  private acquire(bytes: number, usage: number, label: string, exact = false): GPUBuffer {
+    return this.buffers.acquire(bytes, usage, label, exact);
   }
 
-  private async download(buf: GPUBuffer, words: number, offsetWords = 0): Promise<Float32Array> {
-    const bytes = words * 4;
-    const staging = this.acquire(bytes, MAP_READ | COPY_DST, 'staging');
-    try {
-      const enc = this.ctx.device.createCommandEncoder();
-      enc.copyBufferToBuffer(buf, offsetWords * 4, staging, 0, align(bytes, 4));
-      this.ctx.device.queue.submit([enc.finish()]);
-      await staging.mapAsync(1 /* GPUMapMode.READ */, 0, bytes);
-      const out = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
-      staging.unmap();
-      return out;
-    } finally {
-      this.release(staging);
-    }
+  private upload(a: Float32Array, label: string): GPUBuffer {
+    return this.buffers.upload(a, label);
+  }
+
+  private download(buf: GPUBuffer, words: number, offsetWords = 0): Promise<Float32Array> {
+    return this.buffers.download(buf, words, offsetWords);
   }
 
   // ---------------------------------------------------------------- checks
@@ -381,56 +273,6 @@ export class WebGPUKernels {
 
   // ---------------------------------------------------------------- layout and dispatch
 
-  private layout(kind: KernelName, c: Checked, hasState: boolean, hasDState: boolean): Layout {
-    const { b, h, t, d, m, dv } = c.dims;
-    const bh = b * h;
-    const C = c.chunk;
-    const sw = stateWords(m, dv);
-    const nC = Math.ceil(t / C);
-    const group = Math.max(1, Math.ceil(Math.sqrt(nC)));
-    const nGroups = Math.ceil(nC / group);
-    let sliceWords = chunkWords(C, m, dv);
-    if (kind === 'causal_backward') sliceWords += gradWords(C, m, dv) + (1 + group + nGroups) * sw;
-    if (kind === 'causal_backward_parallel' || kind === 'bidirectional_backward_parallel') sliceWords += gradWords(C, m, dv);
-    if (kind === 'bidirectional_forward') sliceWords += sw;
-    if (kind === 'bidirectional_backward') sliceWords += sw + gradWords(C, m, dv);
-    // Chunk-parallel kernels: a window of chunks has bh·window scratch regions and chunk states
-    // (and, backward, as many state gradients); see shaders/chunk_parallel.wgsl.
-    const ns = m * dv + m;
-    const csw = ns + 2;
-    const parallel = kind.endsWith('_parallel');
-    const perChunk = sliceWords + csw + (kind === 'causal_backward_parallel' || kind === 'bidirectional_backward_parallel' ? ns : 0);
-    let window = 1;
-    if (parallel) {
-      // At most half of what one binding may hold (a caller's device may have WebGPU's default limits).
-      const lim = this.ctx.limits;
-      const budget = Math.min(this.windowBytes, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize) / 2);
-      const fit = Math.floor(budget / (4 * bh * perChunk));
-      window = Math.max(1, Math.min(nC, this.chunkWindow ?? fit, this.ctx.software ? 1000 : nC));
-    }
-    const nWindows = Math.ceil(nC / window);
-    let o = 0;
-    const omegaOff = o;
-    o = align(o + (c.omega || c.omegaBuf ? h * m * d : 0));
-    const stateInOff = o;
-    o = align(o + (hasState ? bh * sw : 0));
-    const dStateOff = o;
-    o = align(o + (hasDState ? bh * (m * dv + m) : 0));
-    const stateOutOff = o;
-    if (kind === 'causal_forward' || kind === 'causal_forward_parallel') o = align(o + bh * sw);
-    if (kind === 'causal_backward' || kind === 'causal_backward_parallel') o = align(o + bh * (m * dv + m + 1));
-    const csOff = o;
-    if (parallel) o = align(o + bh * window * csw + bh);
-    // causal backward: ΔG / G_after per window chunk, carried G, running state, window checkpoints
-    if (kind === 'causal_backward_parallel') o = align(o + bh * window * ns + bh * ns + bh * sw + nWindows * bh * sw);
-    // bidirectional: the running summary; backward also KV_g shares per window chunk and totals
-    if (kind === 'bidirectional_forward_parallel') o = align(o + bh * sw);
-    if (kind === 'bidirectional_backward_parallel') o = align(o + bh * sw + bh * window * ns + bh * ns);
-    const scratchOff = o;
-    o += bh * window * sliceWords;
-    return { csOff, window, omegaOff, stateInOff, dStateOff, stateOutOff, scratchOff, sliceWords, words: Math.max(o, 4), group, nGroups };
-  }
-
   /** Writes the small inputs (omega, states) into a new work buffer. */
   private workBuffer(fn: string, L: Layout, c: Checked, dims: Dims, state?: AttnState, dState?: StateGrad): GPUBuffer {
     this.checkBinding(fn, 'the kernel work buffer (chunk scratch and states)', L.words * 4);
@@ -459,72 +301,6 @@ export class WebGPUKernels {
     this.pendingFills.push({ buf, words, start });
   }
 
-  private params(c: Checked, L: Layout, hasState: boolean, hasDState: boolean, wgPerRow: number, step: Step, buf: ArrayBuffer, at: number): void {
-    const { b, h, t, d, m, dv } = c.dims;
-    const u = new Uint32Array(buf, at, PARAM_BYTES / 4);
-    const f = new Float32Array(buf, at, PARAM_BYTES / 4);
-    u.set([b * h, h, t, d, m, dv, c.chunk, CODES[c.feature], c.omega || c.omegaBuf ? 1 : 0, hasState ? 1 : 0, hasDState ? 1 : 0, L.group]);
-    u.set([L.omegaOff, L.stateInOff, L.dStateOff, L.stateOutOff, L.scratchOff, L.sliceWords], 12);
-    f[18] = c.eps;
-    f[19] = c.feature === 'favor' ? Math.pow(d, -0.25) : 1;
-    u.set([L.nGroups, wgPerRow, this.compensate ? 1 : 0, step.phase], 20);
-    u.set([step.cBegin, step.cEnd, step.g, Math.ceil(t / c.chunk)], 24);
-    u.set([L.csOff, L.window, 0, 0], 28);
-  }
-
-  /**
-   * Loop iterations one invocation spends on one chunk (an over-estimate), which sets how many
-   * chunks a dispatch may take: Mesa llvmpipe stops every outermost loop of an invocation after
-   * 65 535 iterations (counting nested loops), so on software adapters a dispatch stays below
-   * that; on GPUs dispatches stay short for the watchdog.
-   */
-  private chunkCost(kind: KernelName, c: Checked): number {
-    const { d, m, dv } = c.dims;
-    const C = c.chunk;
-    const u = (n: number) => Math.ceil(n / this.workgroupSize);
-    const proj = 2 * (u(C) * d + u(C * m) * (d + 1));
-    const feat = 2 * (u(C) * 2 * m + u(C * m)) + C;
-    const fwd = proj + feat + u(C * C) * m + (u(C) + u(C * dv)) * (m + C + 2) + u(m * dv + m) * (C + 1) + u(C * dv) + 40;
-    if (kind === 'causal_forward' || kind === 'causal_forward_parallel' || kind === 'bidirectional_forward' || kind === 'bidirectional_forward_parallel') return fwd;
-    // (the chunk-parallel backward's largest per-chunk phase is the chunk backward, as below)
-    const grads = u(C) * dv + u(C * dv) + u(C * C) * dv + 2 * u(C * m) * (dv + C) + u(C * dv) * (m + C) + u(m * dv + m) * C + 2 * (u(C * m) + u(C * d) * 2 * m);
-    return fwd + grads + 2 * u(stateWords(m, dv)) + 40;
-  }
-
-  private plan(kind: KernelName, c: Checked, L: Layout, fn: string): Step[] {
-    const nC = Math.ceil(c.dims.t / c.chunk);
-    const cost = this.chunkCost(kind, c);
-    const budget = this.ctx.software ? SOFTWARE_LOOP_BUDGET : GPU_LOOP_BUDGET;
-    if (cost > budget && this.ctx.software) {
-      throw new ArgError(
-        `${fn}: one chunk needs about ${cost} loop iterations per invocation, more than this software adapter runs in one loop (Mesa llvmpipe stops at 65 535); use a smaller chunk (now ${c.chunk}) or a larger workgroupSize`,
-      );
-    }
-    const per = Math.max(1, Math.floor(budget / cost));
-    const steps: Step[] = [];
-    const segs = (phase: number, a: number, b: number, g = 0) => {
-      for (let x = a; x < b; x += per) steps.push({ phase, cBegin: x, cEnd: Math.min(b, x + per), g });
-    };
-    if (kind.endsWith('_parallel')) return this.parallelPlan(kind, c, L);
-    if (kind === 'causal_forward') segs(0, 0, nC);
-    else if (kind === 'causal_backward') {
-      segs(1, 0, nC);
-      for (let g = L.nGroups - 1; g >= 0; g--) {
-        const c0 = g * L.group;
-        const c1 = Math.min(nC, c0 + L.group);
-        segs(2, c0, c1, g);
-        for (let x = c1; x > c0; x -= per) steps.push({ phase: 3, cBegin: Math.max(c0, x - per), cEnd: x, g });
-      }
-    } else {
-      if (c.feature === 'favor') segs(1, 0, nC);
-      else steps.push({ phase: 1, cBegin: 0, cEnd: 0, g: 0 });
-      segs(2, 0, nC);
-      segs(3, 0, nC);
-      if (kind === 'bidirectional_backward') segs(4, 0, nC);
-    }
-    return steps;
-  }
-
   /**
    * Encodes pending NaN fills, then `before` (copies into the work buffer), the kernel's
    * dispatches and `after` (copies out of it) into `enc`. Returns the uniform buffers to release
@@ -546,10 +322,10 @@ export class WebGPUKernels {
     const device = this.ctx.device;
     const bh = c.dims.b * c.dims.h;
     const maxPerDim = device.limits.maxComputeWorkgroupsPerDimension;
-    const steps = this.plan(kind, c, L, fn);
+    const steps = plan(kind, c, L, fn, this.env);
     const stride = align(PARAM_BYTES, device.limits.minUniformBufferOffsetAlignment);
     const data = new ArrayBuffer(stride * steps.length);
-    steps.forEach((step, i) => this.params(c, L, flags.hasState, flags.hasDState, Math.min(step.groups ?? bh, maxPerDim), step, data, i * stride));
+    steps.forEach((step, i) => writeParams(c, L, flags.hasState, flags.hasDState, Math.min(step.groups ?? bh, maxPerDim), step, data, i * stride, this.env));
     const uniform = this.acquire(data.byteLength, UNIFORM | COPY_DST, 'params');
     const temps = [uniform];
     this.lastSteps = steps.length;
@@ -577,44 +353,6 @@ export class WebGPUKernels {
       else enc.copyBufferToBuffer(x.src, x.srcOffset, x.dst, x.dstOffset, x.size);
     }
     return temps;
-  }
-
-  /**
-   * Dispatches of the chunk-parallel kernels (shaders/chunk_parallel.wgsl), window by window.
-   * Scan phases (1, 3, 5) run a workgroup per (slice, block of state elements), commits (2) one
-   * per slice, the rest one per (slice, chunk of the window) — except the causal forward's
-   * phase 3, per chunk (its outputs).
-   */
-  private parallelPlan(kind: KernelName, c: Checked, L: Layout): Step[] {
-    const nC = Math.ceil(c.dims.t / c.chunk);
-    const bh = c.dims.b * c.dims.h;
-    const blocks = Math.ceil((c.dims.m * c.dims.dv + c.dims.m) / this.workgroupSize);
-    const windows: Array<[number, number]> = [];
-    for (let w0 = 0; w0 < nC; w0 += L.window) windows.push([w0, Math.min(nC, w0 + L.window)]);
-    const steps: Step[] = [];
-    const pass = (ws: Array<[number, number]>, phases: number[]) => {
-      for (const [w0, w1] of ws) {
-        for (const phase of phases) {
-          const scan = phase === 1 || phase === 5 || (phase === 3 && kind === 'causal_backward_parallel');
-          steps.push({ phase, cBegin: w0, cEnd: w1, g: 0, groups: bh * (scan ? blocks : phase === 2 ? 1 : w1 - w0) });
-        }
-      }
-    };
-    if (kind === 'causal_forward_parallel') pass(windows, [0, 1, 3]); // phase 3 commits too
-    if (kind === 'causal_backward_parallel') {
-      pass(windows, [0, 1, 2]);
-      pass([...windows].reverse(), [0, 3, 4, 5, 6]);
-    }
-    if (kind === 'bidirectional_forward_parallel') {
-      pass(windows, [0, 1, 2]);
-      pass(windows, [3]);
-    }
-    if (kind === 'bidirectional_backward_parallel') {
-      pass(windows, [0, 1, 2]);
-      pass(windows, [4, 5]);
-      pass(windows, [6]);
-    }
-    return steps;
   }
 
   /** Encodes pending NaN fills and the kernel, submits, and waits for errors. */
@@ -675,7 +413,7 @@ export class WebGPUKernels {
     const { b, h, t, m, dv } = c.dims;
     const bh = b * h;
     const kind = this.forwardKind();
-    const L = this.layout(kind, c, !!state, false);
+    const L = layout(kind, c, !!state, false, this.env);
     return this.run(fn, async (use) => {
       const W = use(this.workBuffer(fn, L, c, c.dims, state));
       const out = this.newOutput(bh * t * dv, `${fn} out`);
@@ -708,7 +446,7 @@ export class WebGPUKernels {
   }
 
   /** Causal attention `[b, h, t, ·]` with a carried state in and out. */
-  causalForward(a: CausalForwardArgs): Promise<{ out: Float32Array; state: AttnState }> {
+  causalForward(a: CausalForwardArgs): Promise<ForwardResult> {
     return this.guard('causalForward', () => this.forwardImpl('causalForward', a, this.common('causalForward', a)));
   }
 
@@ -727,7 +465,7 @@ export class WebGPUKernels {
   }
 
   /** Causal attention on precomputed features (`phiQ`, `phiK`: `[b, h, t, m]`). */
-  causalForwardFeatures(a: FeaturesArgs & { state?: AttnState }): Promise<{ out: Float32Array; state: AttnState }> {
+  causalForwardFeatures(a: FeaturesForwardArgs): Promise<ForwardResult> {
     const fn = 'causalForwardFeatures';
     return this.guard(fn, () => {
       const args = { q: a?.phiQ, k: a?.phiK, v: a?.v, dims: featureDims(fn, a?.dims), chunk: a?.chunk, eps: a?.eps, state: a?.state, feature: 'relu' as const };
@@ -757,7 +495,7 @@ export class WebGPUKernels {
     const { b, h, t, d, m, dv } = c.dims;
     const bh = b * h;
     const kind = this.backwardKind();
-    const L = this.layout(kind, c, !!stateIn, !!dState);
+    const L = layout(kind, c, !!stateIn, !!dState, this.env);
     return this.run(fn, async (use) => {
       const W = use(this.workBuffer(fn, L, c, c.dims, stateIn, dState));
       const outs = [this.newOutput(bh * t * d, `${fn} dq`), this.newOutput(bh * t * d, `${fn} dk`), this.newOutput(bh * t * dv, `${fn} dv`)];
@@ -841,9 +579,7 @@ export class WebGPUKernels {
   }
 
   /** Gradients of `causalForwardFeatures`: `dPhiQ, dPhiK, dv, dState`. */
-  async causalBackwardFeatures(
-    a: FeaturesArgs & { stateIn?: AttnState; stateOut: AttnState; out?: Float32Array; dOut: Float32Array; dState?: StateGrad },
-  ): Promise<{ dPhiQ: Float32Array; dPhiK: Float32Array; dv: Float32Array; dState: StateGrad }> {
+  async causalBackwardFeatures(a: FeaturesBackwardArgs): Promise<FeatureGrads> {
     const fn = 'causalBackwardFeatures';
     const args = { ...a, q: a?.phiQ, k: a?.phiK, dims: featureDims(fn, a?.dims), feature: 'relu' as const };
     const g = await this.backwardImpl(fn, args, this.common(fn, args, 'identity'));
@@ -859,7 +595,7 @@ export class WebGPUKernels {
       const c = this.common(fn, a);
       const { b, h, t, dv } = c.dims;
       const kind = this.bidirectionalKind(false);
-      const L = this.layout(kind, c, false, false);
+      const L = layout(kind, c, false, false, this.env);
       return this.run(fn, async (use) => {
         const W = use(this.workBuffer(fn, L, c, c.dims));
         const [q, k, v] = [use(this.upload(a.q, 'q')), use(this.upload(a.k, 'k')), use(this.upload(a.v, 'v'))];
@@ -873,14 +609,14 @@ export class WebGPUKernels {
     });
   }
 
-  bidirectionalBackward(a: BidirectionalBackwardArgs): Promise<{ dq: Float32Array; dk: Float32Array; dv: Float32Array }> {
+  bidirectionalBackward(a: BidirectionalBackwardArgs): Promise<BidirectionalGrads> {
     const fn = 'bidirectionalBackward';
     return this.guard(fn, async () => {
       const c = this.common(fn, a);
       const { b, h, t, d, dv } = c.dims;
       checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv });
       const kind = this.bidirectionalKind(true);
-      const L = this.layout(kind, c, false, false);
+      const L = layout(kind, c, false, false, this.env);
       return this.run(fn, async (use) => {
         const W = use(this.workBuffer(fn, L, c, c.dims));
         const ins = [use(this.upload(a.q, 'q')), use(this.upload(a.k, 'k')), use(this.upload(a.v, 'v')), use(this.upload(a.dOut, 'dOut'))];
@@ -949,7 +685,7 @@ export class WebGPUKernels {
       const sw = stateWords(m, dv);
       const state = a.state === undefined ? undefined : this.checkGpuBuffer(fn, 'state', a.state, bh * sw * 4);
       const kind = this.forwardKind();
-      const L = this.layout(kind, c, !!state, false);
+      const L = layout(kind, c, !!state, false, this.env);
       const W = this.workBuffer(fn, L, c, c.dims);
       const outWords = bh * t * dv;
       const out = this.newOutput(outWords + (a.pack ? bh * sw : 0), `${fn} out`, true);
@@ -994,7 +730,7 @@ export class WebGPUKernels {
       const dOff = this.byteOffset(fn, 'dStateOffset', a.dStateOffset);
       const dState = a.dState === undefined ? undefined : this.checkGpuBuffer(fn, 'dState', a.dState, dOff + bh * sw * 4);
       const kind = this.backwardKind();
-      const L = this.layout(kind, c, !!stateIn, !!dState);
+      const L = layout(kind, c, !!stateIn, !!dState, this.env);
       const W = this.workBuffer(fn, L, c, c.dims);
       const before = omega(W, L);
       if (stateIn) before.push({ src: stateIn, srcOffset: 0, dst: W, dstOffset: L.stateInOff * 4, size: bh * sw * 4 });
@@ -1023,7 +759,7 @@ export class WebGPUKernels {
       const { c, q, k, v, omega } = this.syncInputs(fn, a);
       const { b, h, t, dv } = c.dims;
       const kind = this.bidirectionalKind(false);
-      const L = this.layout(kind, c, false, false);
+      const L = layout(kind, c, false, false, this.env);
       const W = this.workBuffer(fn, L, c, c.dims);
       const out = this.newOutput(b * h * t * dv, `${fn} out`, true);
       try {
@@ -1048,7 +784,7 @@ export class WebGPUKernels {
       const n = b * h * t;
       const dOut = this.checkGpuBuffer(fn, 'dOut', a.dOut, n * dv * 4);
       const kind = this.bidirectionalKind(true);
-      const L = this.layout(kind, c, false, false);
+      const L = layout(kind, c, false, false, this.env);
       const W = this.workBuffer(fn, L, c, c.dims);
       const outs = [this.newOutput(n * d, `${fn} dq`, true), this.newOutput(n * d, `${fn} dk`, true), this.newOutput(n * dv, `${fn} dv`, true)];
       try {
@@ -1070,7 +806,7 @@ export class WebGPUKernels {
    * One decoding step: `q, k: [b, h, d]`, `v: [b, h, dv]` → `out: [b, h, dv]` and the next
    * state. It is the causal forward kernel at T = 1 (crate/src/linear_attn/README.md).
    */
-  recurrentStep(a: StepArgs): Promise<{ out: Float32Array; state: AttnState }> {
+  recurrentStep(a: StepArgs): Promise<ForwardResult> {
     const fn = 'recurrentStep';
     return this.guard(fn, () => {
       if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected an arguments object`);
@@ -1085,11 +821,6 @@ export class WebGPUKernels {
 /** The inputs a result depends on, as named in error messages. */
 function inputNames(c: Checked, backward = false): string {
   return `${c.feature === 'identity' ? 'phiQ/phiK/v' : 'q/k/v'}${backward ? '/dOut' : ''}`;
-}
-
-function featureDims(fn: string, dims: unknown): Dims {
-  const d = checkDims(fn, { d: 1, ...(dims as object) });
-  return { ...d, d: d.m };
 }
 
 /** Creates a WebGPU kernel backend (acquires a device unless `opts.device` is given). */

@@ -3,8 +3,8 @@
  * and to the float64 states of the host API (kept apart from the kernels so that TF.js code can
  * use the layout without the shaders).
  */
-import type { AttnState, Dims, FeatureMap } from '../types.ts';
-import { ArgError } from '../validate.ts';
+import type { AttnState, Dims, FeatureMap } from '../kernels/types.ts';
+import { ArgError } from '../kernels/validate.ts';
 
 /** Offset of an empty FAVOR+ state on the GPU (-∞ is not portable in WGSL). */
 export const NEG = -3.0e38;

@@ -20,7 +20,7 @@ import { init, type Kernels } from '../../src/index.ts';
 import { randomProjection } from '../../src/features/index.ts';
 import { PerformerLM } from '../../src/model/performer_lm.ts';
 import { NonFiniteError, SlimTrainer, type Batch } from '../../src/train/slim.ts';
-import type { AttnState, Dims, FeatureMap } from '../../src/types.ts';
+import type { AttnState, Dims, FeatureMap } from '../../src/kernels/types.ts';
 import { Rng } from '../util/rng.ts';
 import { findNonFinite } from './harness.ts';
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, type Kernels } from '../../src/index.ts';
 import { Rng as SeededRng } from '../../src/features/index.ts';
 import { PerformerLM, sample } from '../../src/tfjs/index.ts';
-import type { AttnState, FeatureMap } from '../../src/types.ts';
+import type { AttnState, FeatureMap } from '../../src/kernels/types.ts';
 import { relErr } from '../util/assert.ts';
 import { Rng } from '../util/rng.ts';
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, type Kernels } from '../../src/index.ts';
 import { randomProjection } from '../../src/features/index.ts';
 import { performerAttention } from '../../src/tfjs/op.ts';
-import type { AttnState, Dims, FeatureMap, StateGrad } from '../../src/types.ts';
+import type { AttnState, Dims, FeatureMap, StateGrad } from '../../src/kernels/types.ts';
 import { relErr } from '../util/assert.ts';
 import { Rng } from '../util/rng.ts';
 import { useTfjsBackend } from '../util/tfjs_backend.ts';

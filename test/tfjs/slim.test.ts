@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, type Kernels } from '../../src/index.ts';
 import { PerformerLM } from '../../src/model/performer_lm.ts';
 import { fullGradients, slimGradients, SlimTrainer, type Batch } from '../../src/train/slim.ts';
-import type { FeatureMap } from '../../src/types.ts';
+import type { FeatureMap } from '../../src/kernels/types.ts';
 import { lmBatch } from '../util/lm.ts';
 import { useTfjsBackend } from '../util/tfjs_backend.ts';
 

@@ -13,7 +13,7 @@ import { fullGradients, SlimTrainer, type Batch } from '../../src/train/slim.ts'
 import { slimGradientsWebGPU, SlimTrainerWebGPU } from '../../src/train/slim_webgpu.ts';
 import { tfjsWebGPUDevice } from '../../src/tfjs/webgpu_op.ts';
 import { initWebGPU, type WebGPUKernels } from '../../src/webgpu/kernels.ts';
-import type { FeatureMap } from '../../src/types.ts';
+import type { FeatureMap } from '../../src/kernels/types.ts';
 import { relErr } from '../util/assert.ts';
 import { lmBatch } from '../util/lm.ts';
 import { tfWebGPU } from '../util/tfjs_webgpu.ts';

@@ -14,7 +14,7 @@ import { performerAttentionWebGPU, tfjsWebGPUDevice } from '../../src/tfjs/webgp
 import { PerformerAttention, PerformerBlock, setKernels } from '../../src/tfjs/layers.ts';
 import { initWebGPU, type WebGPUKernels } from '../../src/webgpu/kernels.ts';
 import { fromGpuState, gpuStateWords, toGpuState } from '../../src/webgpu/state.ts';
-import type { Dims, FeatureMap } from '../../src/types.ts';
+import type { Dims, FeatureMap } from '../../src/kernels/types.ts';
 import { assertClose } from '../util/assert.ts';
 import { makeProblem, prefixState, upstream } from '../util/problems.ts';
 import { Rng } from '../util/rng.ts';

@@ -1,5 +1,5 @@
 /** Random problems shared by the kernel suites: seeded inputs, states, upstream gradients. */
-import type { AttnState, Dims, FeatureMap, StateGrad } from '../../src/types.ts';
+import type { AttnState, Dims, FeatureMap, StateGrad } from '../../src/kernels/types.ts';
 import { randomProjection } from '../../src/features/index.ts';
 import { refCausalBackwardRecurrent, refCausalForward, refCausalForwardRecurrent } from '../../src/reference/index.ts';
 import { assertClose } from './assert.ts';
@@ -78,7 +78,7 @@ export function concatT(a: Float32Array, ta: number, c: Float32Array, tb: number
 }
 
 /**
- * The drift problem of test/drift.test.ts and test/webgpu-drift.test.ts: T = 65 536 with late
+ * The drift problem of test/drift.test.ts and test/webgpu_drift.test.ts: T = 65 536 with late
  * outlier keys 10⁴ times larger than the rest — every state a backward rebuilds before them is
  * the end state minus terms 10⁴ (relu) to 10⁸ (sqr) times larger than itself, so rounding there
  * would show — with its float64 stored-state reference (which never subtracts). `clean`: the

@@ -5,16 +5,16 @@
 
 pub mod bidirectional;
 pub mod chunk;
-pub mod chunk_bwd;
-pub mod chunk_fwd;
-pub mod recurrent;
-pub mod unroll;
+pub mod causal_backward;
+pub mod causal_forward;
+pub mod causal_unroll;
+pub mod recurrent_step;
 
 pub use bidirectional::{bidirectional_backward, bidirectional_forward};
-pub use chunk_bwd::causal_backward;
-pub use chunk_fwd::causal_forward;
-pub use recurrent::recurrent_step;
-pub use unroll::causal_unroll;
+pub use causal_backward::causal_backward;
+pub use causal_forward::causal_forward;
+pub use causal_unroll::causal_unroll;
+pub use recurrent_step::recurrent_step;
 
 use crate::dims::{Dims, Feature};
 

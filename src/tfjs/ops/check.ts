@@ -4,7 +4,7 @@
  * the checks pass, so a refused call leaves no tensor behind.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ArgError } from '../../validate.ts';
+import { ArgError } from '../../kernels/validate.ts';
 
 /** What a tensor argument must be; `shape` entries that are `null` match any size. */
 export interface TensorSpec {

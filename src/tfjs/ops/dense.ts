@@ -9,7 +9,7 @@
  * Saved for the backward: x and W (no intermediate).
  */
 import * as tf from '@tensorflow/tfjs';
-import { ArgError } from '../../validate.ts';
+import { ArgError } from '../../kernels/validate.ts';
 import { matMul2d } from './matmul.ts';
 
 export interface DenseOptions {

@@ -4,7 +4,7 @@
  * scatter-added here instead (on the host; the webgpu backend uses gather's own gradient).
  */
 import * as tf from '@tensorflow/tfjs';
-import { ArgError } from '../../validate.ts';
+import { ArgError } from '../../kernels/validate.ts';
 import { checkTensor } from './check.ts';
 
 /**

@@ -1,6 +1,6 @@
 /** Layer normalisation over the last axis: `(x − mean) / √(var + eps) · g + b`, g and b `[width]`. */
 import * as tf from '@tensorflow/tfjs';
-import { ArgError } from '../../validate.ts';
+import { ArgError } from '../../kernels/validate.ts';
 import { checkTensor } from './check.ts';
 
 export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps = 1e-5): tf.Tensor {

@@ -5,7 +5,7 @@
  * of subtracting). Skipped without an adapter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FeatureMap } from '../src/types.ts';
+import type { FeatureMap } from '../src/kernels/types.ts';
 import { findAdapter } from '../src/webgpu/device.ts';
 import { initWebGPU, type WebGPUKernels } from '../src/webgpu/kernels.ts';
 import { assertClose, errorStats } from './util/assert.ts';

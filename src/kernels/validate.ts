@@ -169,3 +169,24 @@ export function checkFavorRange(fn: string, name: string, x: Float32Array, d: nu
 }
 
 const F32_MAX = 3.4028234663852886e38;
+
+/**
+ * Refuses a result that is not finite (the WebGPU backend, after reading its results back). The inputs were checked finite,
+ * so this is float32 overflow: FAVOR+ logits `ω·x·d^(-1/4)` and `|x|²·d^(-1/2)/2`, or prefix
+ * sums of feature·value products, beyond ~3.4e38. The wasm kernels refuse the same in the crate.
+ */
+export function checkFiniteResult(fn: string, feature: FeatureMap | 'identity', inputs: string, results: Array<[string, ArrayLike<number>]>, allowNegInf = false): void {
+  for (const [name, x] of results) {
+    for (let i = 0; i < x.length; i++) {
+      const e = x[i];
+      if (Number.isFinite(e) || (allowNegInf && e === -Infinity)) continue;
+      const why =
+        feature === 'favor'
+          ? 'favor features need |x|²·d^-1/2 well below 3e38'
+          : feature === 'identity'
+            ? 'the prefix sums of phiK·v and phiQ·S must stay below 3e38'
+            : `${feature} features times values, summed over the sequence, must stay below 3e38`;
+      throw new ArgError(`${fn}: the result is not finite (${name}[${i}] is ${e}): ${inputs} are finite but too large for float32 (${why}); scale the inputs down`);
+    }
+  }
+}

@@ -3,7 +3,7 @@
  * `logits` are ℓ (favor) or the projection u (relu, elu1, sqr); features are
  * φ = exp(ℓ − c_row) for favor (c_row given by the caller) and φ = f(u) otherwise.
  */
-import type { FeatureMap } from '../types.ts';
+import type { FeatureMap } from '../kernels/types.ts';
 import type { Arr } from './util.ts';
 
 /**

@@ -2,8 +2,8 @@
  * Float64 reference for one recurrent decoding step: exactly the causal forward with T = 1
  * (crate/src/linear_attn/README.md, "Recurrent step").
  */
-import type { AttnState, Dims, FeatureSpec } from '../types.ts';
-import { refCausalForward } from './causal.ts';
+import type { AttnState, Dims, FeatureSpec } from '../kernels/types.ts';
+import { refCausalForward } from './causal_forward.ts';
 import type { Arr } from './util.ts';
 
 export interface RefRecurrentStepArgs extends FeatureSpec {

@@ -4,8 +4,8 @@
  * added. A state `(S, z)` in frame `o` stands for `(S, z)·e^o`; the slice's own contribution is
  * the state a forward from the empty state leaves, in the frame of the keys' largest logit.
  */
-import type { AttnState, Dims, FeatureSpec } from '../types.ts';
-import { refCausalForward } from './causal.ts';
+import type { AttnState, Dims, FeatureSpec } from '../kernels/types.ts';
+import { refCausalForward } from './causal_forward.ts';
 import { type Arr, checkLength, checkState, rescale } from './util.ts';
 
 export interface RefCausalUnrollArgs extends FeatureSpec {

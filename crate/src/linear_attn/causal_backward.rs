@@ -13,7 +13,7 @@ use super::chunk::{
     attend, denominators, feature_map, increment, key_offset_after, load_state, mask_frames, narrow, prepare,
     prepare_keys, rescale, Work,
 };
-use super::chunk_fwd::apply_increment;
+use super::causal_forward::apply_increment;
 use super::{head_slices, FeatureArgs, Qkv, State};
 use crate::dims::{Dims, Feature};
 use crate::feature_map::FeatureMap;

@@ -10,7 +10,7 @@
 //! that state instead.
 
 use super::chunk::{feature_map, increment, prepare_keys, rescale, Work};
-use super::chunk_bwd::{chunk_offsets, end_frame, MAX_RAISE};
+use super::causal_backward::{chunk_offsets, end_frame, MAX_RAISE};
 use super::{head_slices, FeatureArgs, State, StateMut};
 use crate::dims::Dims;
 
