@@ -14,6 +14,8 @@
  *
  * Options: --t=1024,4096,16384 --bh=4 --m=128 --reps=3 --only=node,node22,node24,bun,deno,workerd,chromium,webgpu,tfjs
  *          --quick (T = 256, 1024; 1 rep) --gpu-max-t=1024 --tfjs-max-bytes=4e9
+ *          --name=runtimes (result file prefix, e.g. --name=runtimes-relaxed for a subset run)
+ *          --no-build (time the dist/ already built instead of running npm run build first)
  */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, release, platform } from 'node:os';
@@ -32,6 +34,9 @@ const gpuMaxT = Number(arg('gpu-max-t', '1024'));
 const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
 const want = (n: string) => !only || only.includes(n);
 const cfg = { ts, bh, m, reps };
+/** Result file names: bench/results/<prefix>-latest.json, … (default `runtimes`). */
+const prefix = arg('name', 'runtimes');
+if (!/^[a-z0-9-]+$/.test(prefix)) throw new Error(`--name must be lower-case letters, digits and dashes, got ${prefix}`);
 
 interface Row {
   t: number;
@@ -106,7 +111,7 @@ async function step(name: string, f: () => Promise<void>): Promise<void> {
   }
 }
 
-const tarball = packTarball(join(tmpdir(), `slim-bench-tarball-${process.pid}`), false);
+const tarball = packTarball(join(tmpdir(), `slim-bench-tarball-${process.pid}`), !argv.includes('--no-build')); // a stale dist/ would time old code
 const dir = consumerProject('bench', tarball, { type: 'module' });
 copyFileSync(join(ROOT, 'bench/runtimes/kernel-bench.js'), join(dir, 'kernel-bench.js'));
 writeFileSync(join(dir, 'main.mjs'), MAIN);
@@ -287,8 +292,8 @@ const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
 const report = { date: new Date().toISOString(), config: { ...cfg, d: 64, dv: 64, feature: 'favor', chunk: 64, b: 1 }, machine: { ...machine, loadAverageAfter: loadavg().map((x) => +x.toFixed(2)) }, runs };
 const outDir = join(ROOT, 'bench/results');
 mkdirSync(outDir, { recursive: true });
-writeFileSync(join(outDir, `runtimes-${stamp}.json`), JSON.stringify(report, null, 2) + '\n');
-writeFileSync(join(outDir, 'runtimes-latest.json'), JSON.stringify(report, null, 2) + '\n');
+writeFileSync(join(outDir, `${prefix}-${stamp}.json`), JSON.stringify(report, null, 2) + '\n');
+writeFileSync(join(outDir, `${prefix}-latest.json`), JSON.stringify(report, null, 2) + '\n');
 
 const node = runs.find((r) => r.name === 'node');
 const fmt = (x: number | undefined | null) => (x == null ? '—' : x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0));
@@ -332,8 +337,8 @@ if (pairs.length) {
 }
 const notes = runs.filter((r) => r.note).map((r) => `- ${r.name}: ${r.note}`);
 if (notes.length) md.push('', 'Notes:', ...notes);
-md.push('', 'TF.js rows: "wasm heap" is tf.profile peakBytes (engine tensor bytes). Plots: runtimes-time.svg, runtimes-memory.svg (and .png).');
-writeFileSync(join(outDir, 'runtimes-latest.md'), md.join('\n') + '\n');
+md.push('', `TF.js rows: "wasm heap" is tf.profile peakBytes (engine tensor bytes). Plots: ${prefix}-time.svg, ${prefix}-memory.svg (and .png).`);
+writeFileSync(join(outDir, `${prefix}-latest.md`), md.join('\n') + '\n');
 
 // ── plots (SVG by hand; PNG through Chromium) ───────────────────────────────────────────────
 const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22'];
@@ -379,13 +384,13 @@ const memSvg = chart(
     { name: `${r.name} RSS`, pts: r.rows.filter((x) => x.mode === 'fwdbwd' && x.rssBytes).map((x) => [x.t, x.rssBytes! / 2 ** 20] as [number, number]) },
   ]).filter((s) => s.pts.length),
 );
-writeFileSync(join(outDir, 'runtimes-time.svg'), timeSvg);
-writeFileSync(join(outDir, 'runtimes-memory.svg'), memSvg);
+writeFileSync(join(outDir, `${prefix}-time.svg`), timeSvg);
+writeFileSync(join(outDir, `${prefix}-memory.svg`), memSvg);
 if (chrome) {
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({ executablePath: chrome, headless: true });
   try {
-    for (const [name, svg] of [['runtimes-time', timeSvg], ['runtimes-memory', memSvg]] as const) {
+    for (const [name, svg] of [[`${prefix}-time`, timeSvg], [`${prefix}-memory`, memSvg]] as const) {
       const page = await browser.newPage({ viewport: { width: 760, height: 460 } });
       await page.setContent(`<body style="margin:0">${svg}</body>`);
       await page.screenshot({ path: join(outDir, `${name}.png`) });
@@ -395,5 +400,5 @@ if (chrome) {
     await browser.close();
   }
 }
-console.log(`\n${md.join('\n')}\n\nwrote bench/results/runtimes-${stamp}.json, runtimes-latest.{json,md}, runtimes-{time,memory}.svg${chrome ? ' and .png' : ''}`);
+console.log(`\n${md.join('\n')}\n\nwrote bench/results/${prefix}-${stamp}.json, ${prefix}-latest.{json,md}, ${prefix}-{time,memory}.svg${chrome ? ' and .png' : ''}`);
 process.exit(0);

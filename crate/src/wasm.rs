@@ -53,6 +53,8 @@ enum Status {
     Unrecoverable = -8,
     /// Finite inputs whose result overflows f32 (FAVOR+ logits or prefix sums beyond ±3.4e38).
     NotFinite = -9,
+    /// A NaN or ±inf in an f32 input (`q`, `k`, `v`, `out`, `dOut`): the host names the value.
+    InputNotFinite = -10,
 }
 
 fn layout(bytes: usize) -> Option<Layout> {
@@ -169,6 +171,16 @@ fn finite32(x: &[f32]) -> Result<(), Status> {
     }
 }
 
+/// `Err(InputNotFinite)` unless every f32 input is finite. Checked here, after the copy into
+/// linear memory, rather than by a JavaScript scan that cost about a tenth of a forward.
+fn finite_inputs(xs: &[&[f32]]) -> Result<(), Status> {
+    if xs.iter().all(|x| simd::all_finite(x)) {
+        Ok(())
+    } else {
+        Err(Status::InputNotFinite)
+    }
+}
+
 fn finite64(x: &[f64]) -> Result<(), Status> {
     if x.iter().all(|e| e.is_finite()) {
         Ok(())
@@ -254,11 +266,13 @@ pub unsafe extern "C" fn sp_causal_forward(
     let dims = dims_of(bh, h, t, d, m, dv, chunk);
     status(check(&dims, feature, omega).and_then(|f| {
         let fa = feature_args(&dims, f, omega, eps);
+        let x = qkv(&dims, q, k, v);
+        finite_inputs(&[x.q, x.k, x.v])?;
         let so = state_mut(&dims, s_out, z_out, off_out);
         linear_attn::causal_forward(
             &dims,
             &fa,
-            qkv(&dims, q, k, v),
+            x,
             state(&dims, s_in, z_in, off_in),
             w(out, bh * t * dv),
             so,
@@ -313,10 +327,12 @@ pub unsafe extern "C" fn sp_causal_backward(
         let d_state = (!ds_out.is_null()).then(|| (r(ds_out, ns), r(dz_out, bh * m)));
         let g = Grads { dq: w(dq, nq), dk: w(dk, nq), dv: w(dvv, nv), ds: w(ds_in, ns), dz: w(dz_in, bh * m) };
         let so = state(&dims, s_out, z_out, off_out).ok_or(Status::Length)?;
+        let x = qkv(&dims, q, k, v);
+        finite_inputs(&[x.q, x.k, x.v, r(d_out, nv), opt(out, nv).unwrap_or(&[])])?;
         linear_attn::causal_backward(
             &dims,
             &fa,
-            qkv(&dims, q, k, v),
+            x,
             state(&dims, s_in, z_in, off_in),
             so,
             opt(out, nv),
@@ -366,6 +382,7 @@ pub unsafe extern "C" fn sp_causal_unroll(
         let so = state(&dims, s_out, z_out, off_out).ok_or(Status::Length)?;
         let si = state_mut(&dims, s_in, z_in, off_in_out);
         let (nk, nv) = (bh * t * d, bh * t * dv);
+        finite_inputs(&[r(k, nk), r(v, nv)])?;
         linear_attn::causal_unroll(&dims, &fa, r(k, nk), r(v, nv), so, r(off_in, bh), si).map_err(|e| match e {
             linear_attn::causal_unroll::UnrollError::StateMismatch { .. } => Status::StateMismatch,
             linear_attn::causal_unroll::UnrollError::Unrecoverable { .. } => Status::Unrecoverable,
@@ -399,7 +416,9 @@ pub unsafe extern "C" fn sp_bidirectional_forward(
     let dims = dims_of(bh, h, t, d, m, dv, chunk);
     status(check(&dims, feature, omega).and_then(|f| {
         let fa = feature_args(&dims, f, omega, eps);
-        linear_attn::bidirectional_forward(&dims, &fa, qkv(&dims, q, k, v), w(out, bh * t * dv));
+        let x = qkv(&dims, q, k, v);
+        finite_inputs(&[x.q, x.k, x.v])?;
+        linear_attn::bidirectional_forward(&dims, &fa, x, w(out, bh * t * dv));
         finite32(r(out, bh * t * dv))
     }))
 }
@@ -433,10 +452,12 @@ pub unsafe extern "C" fn sp_bidirectional_backward(
     status(check(&dims, feature, omega).and_then(|f| {
         let fa = feature_args(&dims, f, omega, eps);
         let (nq, nv) = (bh * t * d, bh * t * dv);
+        let x = qkv(&dims, q, k, v);
+        finite_inputs(&[x.q, x.k, x.v, r(d_out, nv)])?;
         linear_attn::bidirectional_backward(
             &dims,
             &fa,
-            qkv(&dims, q, k, v),
+            x,
             r(d_out, nv),
             w(dq, nq),
             w(dk, nq),
@@ -479,7 +500,9 @@ pub unsafe extern "C" fn sp_recurrent_step(
         let fa = feature_args(&dims, f, omega, eps);
         let si = state(&dims, s_in, z_in, off_in).ok_or(Status::Length)?;
         let so = state_mut(&dims, s_out, z_out, off_out);
-        linear_attn::recurrent_step(&dims, &fa, qkv(&dims, q, k, v), si, w(out, bh * dv), so);
+        let x = qkv(&dims, q, k, v);
+        finite_inputs(&[x.q, x.k, x.v])?;
+        linear_attn::recurrent_step(&dims, &fa, x, si, w(out, bh * dv), so);
         finite32(r(out, bh * dv))?;
         finite_state(&dims, s_out, z_out, off_out)
     }))

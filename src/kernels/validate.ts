@@ -42,7 +42,7 @@ export function checkArray<T extends Float32Array | Float64Array>(
   x: unknown,
   ctor: FloatCtor,
   shape: Record<string, number>,
-  opts: { allowNegInf?: boolean } = {},
+  opts: { allowNegInf?: boolean; finite?: boolean } = {},
 ): T {
   const axes = Object.keys(shape);
   const n = axes.reduce((p, a) => p * shape[a], 1);
@@ -50,13 +50,22 @@ export function checkArray<T extends Float32Array | Float64Array>(
   if (!(x instanceof ctor)) fail(fn, `${name} must be ${want}, got ${describe(x)}`);
   const a = x as T;
   if (a.length !== n) fail(fn, `${name} must be ${want}, got length ${a.length}`);
-  for (let i = 0; i < n; i++) {
+  if (opts.finite !== false) checkFinite(fn, name, a, opts.allowNegInf);
+  return a;
+}
+
+/**
+ * Refuses a NaN or ±inf (`-Infinity` too unless `allowNegInf`) by name and index. Backends that
+ * check values themselves (the wasm kernels, after copying their inputs in) call this only to
+ * name the value they found, and pass `finite: false` to {@link checkArray}.
+ */
+export function checkFinite(fn: string, name: string, a: Float32Array | Float64Array, allowNegInf = false): void {
+  for (let i = 0; i < a.length; i++) {
     const e = a[i];
-    if (!Number.isFinite(e) && !(opts.allowNegInf && e === -Infinity)) {
+    if (!Number.isFinite(e) && !(allowNegInf && e === -Infinity)) {
       fail(fn, `${name}[${i}] is ${e}; ${name} must hold finite values`);
     }
   }
-  return a;
 }
 
 export function checkFeature(fn: string, feature: unknown): FeatureMap {

@@ -26,6 +26,7 @@ import type {
 import {
   ArgError,
   checkArray,
+  checkFinite,
   checkChunk,
   checkDims,
   checkEps,
@@ -56,6 +57,10 @@ const STATUS: Record<number, string> = {
 const STATE_MISMATCH = -6;
 /** Finite inputs whose result overflowed float32: refused rather than returned as NaN/±inf. */
 const NOT_FINITE = -9;
+/** A NaN or ±inf in an f32 input, found by the module (which then names none: see `status`). */
+const INPUT_NOT_FINITE = -10;
+/** Shape and type only: the module checks the values (see INPUT_NOT_FINITE). */
+const UNCHECKED = { finite: false } as const;
 
 /** Bytes per token (`q, k, v` in, outputs out) and per slice state, as multiples of `d`, `dv`, `m·dv`. */
 interface Cost {
@@ -82,6 +87,8 @@ interface Checked {
   omega?: Float32Array;
   chunk: number;
   eps: number;
+  /** The f32 inputs the module checks finite, by name (for the error that names the value). */
+  inputs: Array<[string, Float32Array]>;
 }
 
 /**
@@ -162,10 +169,13 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
     checkFits(fn, estimate(dims, chunk, cost), WASM_MAX_BYTES - (1 << 20));
     const omega = feature === 'identity' ? undefined : checkOmega(fn, feature, a.omega, dims);
     const { b, h, t, d, dv } = dims;
-    checkArray(fn, qName, a.q, Float32Array, featureOverride ? { b, h, t, m: d } : { b, h, t, d });
-    checkArray(fn, featureOverride ? 'phiK' : 'k', a.k, Float32Array, featureOverride ? { b, h, t, m: d } : { b, h, t, d });
-    checkArray(fn, 'v', a.v, Float32Array, { b, h, t, dv });
-    return { dims, code: CODES[feature], omega, chunk, eps: checkEps(fn, a.eps) };
+    // Values are checked finite inside the module (a JavaScript scan cost ~10% of a forward).
+    const kName = featureOverride ? 'phiK' : 'k';
+    checkArray(fn, qName, a.q, Float32Array, featureOverride ? { b, h, t, m: d } : { b, h, t, d }, UNCHECKED);
+    checkArray(fn, kName, a.k, Float32Array, featureOverride ? { b, h, t, m: d } : { b, h, t, d }, UNCHECKED);
+    checkArray(fn, 'v', a.v, Float32Array, { b, h, t, dv }, UNCHECKED);
+    const inputs: Array<[string, Float32Array]> = [[qName, a.q], [kName, a.k], ['v', a.v]];
+    return { dims, code: CODES[feature], omega, chunk, eps: checkEps(fn, a.eps), inputs };
   }
 
   /** Memory of the most recent successful call (see {@link CallStats}). */
@@ -187,7 +197,12 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
     }
   }
 
-  private static status(fn: string, code: number): void {
+  /** Throws for a kernel's non-zero status; `inputs` are the f32 arrays it checked finite. */
+  private static status(fn: string, code: number, inputs: Array<[string, Float32Array]>): void {
+    if (code === INPUT_NOT_FINITE) {
+      for (const [name, x] of inputs) checkFinite(fn, name, x);
+      throw new ArgError(`${fn}: ${inputs.map(([n]) => n).join(', ')} must hold finite values`);
+    }
     if (code === STATE_MISMATCH) throw stateMismatch(fn, '');
     if (code === NOT_FINITE) throw notFinite(fn);
     if (code !== 0) throw new Error(`${fn}: kernel refused the call (${STATUS[code] ?? `status ${code}`})`);
@@ -221,7 +236,7 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
       const qz = s.out('f64', bh * m, 'state.z');
       const qo = s.out('f64', bh, 'state.offset');
       const f = x.sp_causal_forward as (...a: number[]) => number;
-      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, pq, pk, pv, pw, ps, pz, po, pout, qs, qz, qo));
+      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, pq, pk, pv, pw, ps, pz, po, pout, qs, qz, qo), c.inputs);
       return { out: s.f32(pout, bh * t * dv), state: { S: s.f64(qs, bh * m * dv), z: s.f64(qz, bh * m), offset: s.f64(qo, bh) } };
     });
   }
@@ -246,8 +261,9 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
     const stateIn = framed?.state;
     const stateOut = checkState(fn, 'stateOut', a.stateOut, c.dims, feature);
     checkStateOutFilled(fn, stateOut, feature);
-    checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv });
-    if (a.out !== undefined) checkArray(fn, 'out', a.out, Float32Array, { b, h, t, dv });
+    checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv }, UNCHECKED);
+    if (a.out !== undefined) checkArray(fn, 'out', a.out, Float32Array, { b, h, t, dv }, UNCHECKED);
+    const inputs: Array<[string, Float32Array]> = [...c.inputs, ['dOut', a.dOut], ...(a.out ? [['out', a.out] as [string, Float32Array]] : [])];
     const dState = a.dState === undefined ? undefined : checkStateGrad(fn, 'dState', a.dState, c.dims);
     const bh = b * h;
     return this.run((s, x) => {
@@ -268,7 +284,7 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
       const pds = s.out('f64', bh * m * dv, 'dState.S');
       const pdz = s.out('f64', bh * m, 'dState.z');
       const f = x.sp_causal_backward as (...a: number[]) => number;
-      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, pq, pk, pv, pw, ps, pz, po, qs, qz, qo, pout, pg, gs, gz, pdq, pdk, pdv, pds, pdz));
+      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, pq, pk, pv, pw, ps, pz, po, qs, qz, qo, pout, pg, gs, gz, pdq, pdk, pdv, pds, pdz), inputs);
       const grad = { S: s.f64(pds, bh * m * dv), z: s.f64(pdz, bh * m) };
       // The kernel saw the state in float32 frames: S_used = f · S_given, so ∂/∂S_given = f · ∂/∂S_used.
       framed?.factors?.forEach((f, i) => {
@@ -300,7 +316,7 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
       const qz = s.out('f64', bh * m, 'state.z');
       const qo = s.out('f64', bh, 'state.offset');
       const f = x.sp_causal_unroll as (...a: number[]) => number;
-      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, ...ptrs, ...pst, qs, qz, qo));
+      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, ...ptrs, ...pst, qs, qz, qo), c.inputs);
       return { S: s.f64(qs, bh * m * dv), z: s.f64(qz, bh * m), offset: s.f64(qo, bh) };
     });
   }
@@ -315,7 +331,7 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
       const ptrs = [s.put(a.q, 'q'), s.put(a.k, 'k'), s.put(a.v, 'v'), c.omega ? s.put(c.omega, 'omega') : 0];
       const pout = s.out('f32', bh * t * dv, 'out');
       const f = x.sp_bidirectional_forward as (...a: number[]) => number;
-      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, ...ptrs, pout));
+      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, ...ptrs, pout), c.inputs);
       return { out: s.f32(pout, bh * t * dv) };
     });
   }
@@ -324,7 +340,7 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
     const fn = 'bidirectionalBackward';
     const c = this.common(fn, a, BACKWARD);
     const { b, h, t, d, m, dv } = c.dims;
-    checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv });
+    checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv }, UNCHECKED);
     const bh = b * h;
     return this.run((s, x) => {
       const ptrs = [s.put(a.q, 'q'), s.put(a.k, 'k'), s.put(a.v, 'v'), c.omega ? s.put(c.omega, 'omega') : 0, s.put(a.dOut, 'dOut')];
@@ -332,7 +348,7 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
       const pdk = s.out('f32', bh * t * d, 'dk');
       const pdv = s.out('f32', bh * t * dv, 'dv');
       const f = x.sp_bidirectional_backward as (...a: number[]) => number;
-      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, ...ptrs, pdq, pdk, pdv));
+      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, ...ptrs, pdq, pdk, pdv), [...c.inputs, ['dOut', a.dOut]]);
       return { dq: s.f32(pdq, bh * t * d), dk: s.f32(pdk, bh * t * d), dv: s.f32(pdv, bh * t * dv) };
     });
   }
@@ -354,7 +370,7 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
       const qz = s.out('f64', bh * m, 'state.z');
       const qo = s.out('f64', bh, 'state.offset');
       const f = x.sp_recurrent_step as (...a: number[]) => number;
-      Kernels.status(fn, f(bh, h, d, m, dv, c.code, c.eps, ...ptrs, ...pst, pout, qs, qz, qo));
+      Kernels.status(fn, f(bh, h, d, m, dv, c.code, c.eps, ...ptrs, ...pst, pout, qs, qz, qo), c.inputs);
       return { out: s.f32(pout, bh * dv), state: { S: s.f64(qs, bh * m * dv), z: s.f64(qz, bh * m), offset: s.f64(qo, bh) } };
     });
   }
