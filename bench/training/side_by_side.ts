@@ -173,7 +173,8 @@ export async function compare(o: { reps: number; slice: number; T: number; prefi
 
 export async function binaries(o: { reps: number; slice: number; T: number; node?: string }): Promise<void> {
   const machine = machineInfo();
-  const header = machineMarkdown(machine);
+  // The steps run in the Node below, not in this process: its line says which.
+  const header = machineMarkdown(machine).replace(/^- Node .*\n/m, '');
   let node = { exec: process.execPath, flags: Number(process.versions.node.split('.')[0]) < 21 ? ['--experimental-wasm-relaxed-simd'] : [] };
   if (o.node) node = { exec: o.node, flags: [] };
   else {
