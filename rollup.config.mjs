@@ -28,7 +28,11 @@ const typedEntries = Object.fromEntries(Object.entries(entries).filter(([k]) => 
 
 const peer = Object.keys({ ...pkg.peerDependencies, ...pkg.dependencies });
 const external = (id) =>
-  id.startsWith('node:') || builtinModules.includes(id) || id === 'webgpu' || peer.some((p) => id === p || id.startsWith(`${p}/`)) || id.startsWith('@tensorflow/');
+  id.startsWith('node:') ||
+  builtinModules.includes(id) ||
+  id === 'webgpu' ||
+  peer.some((p) => id === p || id.startsWith(`${p}/`)) ||
+  id.startsWith('@tensorflow/');
 
 /** TypeScript → JavaScript with esbuild (types are checked by tsc and emitted by rollup-plugin-dts). */
 function esbuildTs() {
@@ -63,14 +67,8 @@ const plugins = [
   // The loader: binaries live in <pkg>/wasm/, one level above dist/. Literal URLs (instead of a
   // template) let bundlers (Vite, webpack 5, Parcel) see and emit the three assets.
   rewrite('src/wasm/loader.ts', [
-    [
-      'readNodeFile(new URL(`../../wasm/${name}`, import.meta.url))',
-      'readNodeFile(wasmUrl(binary))',
-    ],
-    [
-      'return new URL(`../../wasm/${name}`, import.meta.url);',
-      'return wasmUrl(binary);',
-    ],
+    ['readNodeFile(new URL(`../../wasm/${name}`, import.meta.url))', 'readNodeFile(wasmUrl(binary))'],
+    ['return new URL(`../../wasm/${name}`, import.meta.url);', 'return wasmUrl(binary);'],
     [
       'async function defaultSource(',
       "const wasmUrl = (binary) => binary === 'relaxed' ? new URL('../wasm/slim_kernels_relaxed.wasm', import.meta.url) : binary === 'simd' ? new URL('../wasm/slim_kernels_simd.wasm', import.meta.url) : new URL('../wasm/slim_kernels_scalar.wasm', import.meta.url);\nasync function defaultSource(",
@@ -78,9 +76,18 @@ const plugins = [
   ]),
   // The inline entry's data: generated here, never committed.
   rewrite('src/wasm/inline_data.ts', [
-    ['export const RELAXED_BASE64: string | null = null;', () => `export const RELAXED_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_relaxed.wasm'))};`],
-    ['export const SIMD_BASE64: string | null = null;', () => `export const SIMD_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_simd.wasm'))};`],
-    ['export const SCALAR_BASE64: string | null = null;', () => `export const SCALAR_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_scalar.wasm'))};`],
+    [
+      'export const RELAXED_BASE64: string | null = null;',
+      () => `export const RELAXED_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_relaxed.wasm'))};`,
+    ],
+    [
+      'export const SIMD_BASE64: string | null = null;',
+      () => `export const SIMD_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_simd.wasm'))};`,
+    ],
+    [
+      'export const SCALAR_BASE64: string | null = null;',
+      () => `export const SCALAR_BASE64: string | null = ${JSON.stringify(wasmB64('slim_kernels_scalar.wasm'))};`,
+    ],
   ]),
   // WebGPU: inline the WGSL files the way Vite's import.meta.glob would, so the bundle needs no
   // files beside it in any runtime.
@@ -89,7 +96,9 @@ const plugins = [
       "import.meta.glob('./*.wgsl', { query: '?raw', import: 'default', eager: true })",
       () => {
         const dir = new URL('./src/webgpu/shaders/', import.meta.url);
-        const files = readdirSync(dir).filter((f) => f.endsWith('.wgsl')).sort();
+        const files = readdirSync(dir)
+          .filter((f) => f.endsWith('.wgsl'))
+          .sort();
         return `(${JSON.stringify(Object.fromEntries(files.map((f) => [`./${f}`, readFileSync(new URL(f, dir), 'utf8')])))})`;
       },
     ],

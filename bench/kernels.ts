@@ -44,7 +44,13 @@ function parseArgs(argv: string[]): Options {
   const quick = flags.get('quick') === 'true';
   const o: Options = {
     quick,
-    only: flags.has('only') ? flags.get('only')!.split(',').map((s) => s.trim()).filter(Boolean) : null,
+    only: flags.has('only')
+      ? flags
+          .get('only')!
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : null,
     maxT: flags.has('max-t') ? Number(flags.get('max-t')) : Infinity,
     reps: flags.has('reps') ? Number(flags.get('reps')) : undefined,
     bh: list('bh', quick ? [1] : [1, 8]),
@@ -157,9 +163,7 @@ async function runCase(method: Method, c: BenchCase, opts: Options, gateStatus: 
     const r = res[mode];
     log(
       `  ${method.name.padEnd(18)} BH=${c.bh} M=${c.m} T=${c.t} ${mode.padEnd(6)} ` +
-        (r.status === 'ok'
-          ? `${fmtMs(r.summary!.median)} ms ×${r.summary!.reps}  ${r.gflops!.toFixed(2)} GFLOP/s  peak ${fmtMB(r.peakBytes!)} MB`
-          : r.status),
+        (r.status === 'ok' ? `${fmtMs(r.summary!.median)} ms ×${r.summary!.reps}  ${r.gflops!.toFixed(2)} GFLOP/s  peak ${fmtMB(r.peakBytes!)} MB` : r.status),
     );
   }
   if (ctx !== undefined) {
@@ -195,8 +199,14 @@ function markdown(header: string, methods: Method[], gates: GateResult[], matmul
   const parts = ['# Kernel benchmark: causal linear attention', '', header, ''];
   parts.push('## Methods', '', ...methods.map((m) => `- \`${m.name}\`: ${m.about}`), '');
   if (gates.length) {
-    parts.push(`## Correctness gate (forward vs float64 reference, B·H=${GATE_CASE.bh}, T=${GATE_CASE.t}, M=${GATE_CASE.m}, tolerance ${GATE_TOLERANCE} relative RMS)`, '');
-    for (const g of gates) parts.push(`- ${g.method}: ${g.pass ? 'pass' : 'FAILED GATE'}${g.relRms != null ? ` (rel. RMS ${g.relRms.toExponential(2)})` : ''}${g.error ? ` (${g.error})` : ''}`);
+    parts.push(
+      `## Correctness gate (forward vs float64 reference, B·H=${GATE_CASE.bh}, T=${GATE_CASE.t}, M=${GATE_CASE.m}, tolerance ${GATE_TOLERANCE} relative RMS)`,
+      '',
+    );
+    for (const g of gates)
+      parts.push(
+        `- ${g.method}: ${g.pass ? 'pass' : 'FAILED GATE'}${g.relRms != null ? ` (rel. RMS ${g.relRms.toExponential(2)})` : ''}${g.error ? ` (${g.error})` : ''}`,
+      );
     parts.push('');
   }
   if (matmul.length) {
@@ -259,7 +269,9 @@ async function main() {
     const g = await gate(m);
     gates.push(g);
     gateStatus.set(m.name, g.pass ? null : 'FAILED GATE');
-    log(`gate ${m.name}: ${g.pass ? 'pass' : 'FAILED GATE'}${g.relRms != null ? ` rel. RMS ${g.relRms.toExponential(2)}` : ''}${g.error ? ` (${g.error})` : ''}`);
+    log(
+      `gate ${m.name}: ${g.pass ? 'pass' : 'FAILED GATE'}${g.relRms != null ? ` rel. RMS ${g.relRms.toExponential(2)}` : ''}${g.error ? ` (${g.error})` : ''}`,
+    );
   }
   log(`omega: ${omegaSource}\n`);
 
@@ -271,7 +283,18 @@ async function main() {
     const json = JSON.stringify(
       {
         header: info,
-        config: { ...opts, maxT: Number.isFinite(opts.maxT) ? opts.maxT : null, d: D, dv: DV, chunk: 64, b: 1, omegaSource, gateTolerance: GATE_TOLERANCE, gateCase: GATE_CASE, skipAboveBytes: SKIP_ABOVE_BYTES },
+        config: {
+          ...opts,
+          maxT: Number.isFinite(opts.maxT) ? opts.maxT : null,
+          d: D,
+          dv: DV,
+          chunk: 64,
+          b: 1,
+          omegaSource,
+          gateTolerance: GATE_TOLERANCE,
+          gateCase: GATE_CASE,
+          skipAboveBytes: SKIP_ABOVE_BYTES,
+        },
         methods: selected.map((m) => ({ name: m.name, about: m.about })),
         gates,
         matmulCeiling: matmul,

@@ -30,13 +30,15 @@ import { hardenWasmBackend } from './harness/tfjs.ts';
 const flags = new Map<string, string>();
 for (const a of process.argv.slice(2)) {
   const m = /^--([\w-]+)(?:=(.*))?$/.exec(a);
-  if (!m || !['t', 'decode-pos', 'reps', 'slice', 'compare', 'long', 'long-t', 'prefix-sum', 'binaries', 'node'].includes(m[1])) throw new Error(`unknown argument ${a}`);
+  if (!m || !['t', 'decode-pos', 'reps', 'slice', 'compare', 'long', 'long-t', 'prefix-sum', 'binaries', 'node'].includes(m[1]))
+    throw new Error(`unknown argument ${a}`);
   flags.set(m[1], m[2] ?? 'true');
 }
 if (flags.has('compare') || flags.has('long') || flags.has('binaries')) {
   const { binaries, compare, long } = await import('./training/side_by_side.ts');
   const slice = Number(flags.get('slice') ?? 256);
-  if (flags.has('compare')) await compare({ reps: Number(flags.get('reps') ?? 5), slice, T: Number(flags.get('t') ?? 1024), prefixSum: flags.get('prefix-sum') !== 'false' });
+  if (flags.has('compare'))
+    await compare({ reps: Number(flags.get('reps') ?? 5), slice, T: Number(flags.get('t') ?? 1024), prefixSum: flags.get('prefix-sum') !== 'false' });
   if (flags.has('binaries')) await binaries({ reps: Number(flags.get('reps') ?? 3), slice, T: Number(flags.get('t') ?? 1024), node: flags.get('node') });
   if (flags.has('long')) await long({ longT: Number(flags.get('long-t') ?? 1_048_576), slice });
   process.exit(0);
@@ -86,7 +88,16 @@ async function memoryCase(mode: 'slim' | 'full', T: number): Promise<MemoryRow> 
     });
     const stepMs = performance.now() - t0;
     const kernelWasmBytes = kernels.memoryBytes();
-    return { mode, T, status: 'ok', tfjsPeakBytes: info.peakBytes, kernelWasmBytes, totalBytes: info.peakBytes + kernelWasmBytes, stepMs, tfjsHeapBytes: tfjsWasmHeapBytes() };
+    return {
+      mode,
+      T,
+      status: 'ok',
+      tfjsPeakBytes: info.peakBytes,
+      kernelWasmBytes,
+      totalBytes: info.peakBytes + kernelWasmBytes,
+      stepMs,
+      tfjsHeapBytes: tfjsWasmHeapBytes(),
+    };
   } catch (e) {
     return { mode, T, status: `failed: ${String((e as Error).message ?? e).slice(0, 160)}` };
   } finally {
@@ -120,7 +131,11 @@ async function throughput(mode: 'slim' | 'full', T: number): Promise<{ mode: str
  * `forward` in slices of 1024 (as `generate` does), then single-token steps with the carried
  * states alternate between the two contexts, so background noise hits both alike.
  */
-async function decodeLatency(near: number, far: number, n = 201): Promise<Array<{ position: number; medianMs: number; samplesMs: number[]; promptSec: number }>> {
+async function decodeLatency(
+  near: number,
+  far: number,
+  n = 201,
+): Promise<Array<{ position: number; medianMs: number; samplesMs: number[]; promptSec: number }>> {
   const kernels = await init();
   const model = new PerformerLM(kernels, CONFIG);
   const contexts = [near, far].map((position) => {
@@ -156,7 +171,12 @@ async function decodeLatency(near: number, far: number, n = 201): Promise<Array<
 // ---------------------------------------------------------------- output
 
 function svgPlot(rows: MemoryRow[]): string {
-  const W = 760, H = 440, L = 80, R = 190, Tp = 50, Bt = 60;
+  const W = 760,
+    H = 440,
+    L = 80,
+    R = 190,
+    Tp = 50,
+    Bt = 60;
   const ok = rows.filter((r) => r.status === 'ok');
   const xs = [...new Set(rows.map((r) => r.T))].sort((a, b) => a - b);
   const ymax = Math.max(...ok.map((r) => r.totalBytes! / MB)) * 1.1;
@@ -171,9 +191,16 @@ function svgPlot(rows: MemoryRow[]): string {
     `<text x="${W / 2 - R / 2 + L / 2}" y="40" text-anchor="middle" fill="#555">2 layers, 4 heads, d_model 128, FAVOR+ 32 features/head, B = 1 (TF.js tensors + kernel wasm memory)</text>`,
   ];
   for (let v = 0; v <= ymax; v += tick) {
-    out.push(`<line x1="${L}" x2="${W - R}" y1="${ly(v)}" y2="${ly(v)}" stroke="#e3e3e3"/>`, `<text x="${L - 6}" y="${ly(v) + 4}" text-anchor="end">${v}</text>`);
+    out.push(
+      `<line x1="${L}" x2="${W - R}" y1="${ly(v)}" y2="${ly(v)}" stroke="#e3e3e3"/>`,
+      `<text x="${L - 6}" y="${ly(v) + 4}" text-anchor="end">${v}</text>`,
+    );
   }
-  for (const T of xs) out.push(`<line x1="${lx(T)}" x2="${lx(T)}" y1="${H - Bt}" y2="${H - Bt + 5}" stroke="black"/>`, `<text x="${lx(T)}" y="${H - Bt + 19}" text-anchor="middle">${T}</text>`);
+  for (const T of xs)
+    out.push(
+      `<line x1="${lx(T)}" x2="${lx(T)}" y1="${H - Bt}" y2="${H - Bt + 5}" stroke="black"/>`,
+      `<text x="${lx(T)}" y="${H - Bt + 19}" text-anchor="middle">${T}</text>`,
+    );
   out.push(
     `<line x1="${L}" x2="${W - R}" y1="${H - Bt}" y2="${H - Bt}" stroke="black"/>`,
     `<line x1="${L}" x2="${L}" y1="${Tp}" y2="${H - Bt}" stroke="black"/>`,
@@ -186,12 +213,16 @@ function svgPlot(rows: MemoryRow[]): string {
   ];
   series.forEach(([mode, color, label], i) => {
     const pts = ok.filter((r) => r.mode === mode).map((r) => [lx(r.T), ly(r.totalBytes! / MB)]);
-    if (pts.length) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2.5" points="${pts.map((p) => p.map((v) => v.toFixed(1)).join(',')).join(' ')}"/>`);
+    if (pts.length)
+      out.push(`<polyline fill="none" stroke="${color}" stroke-width="2.5" points="${pts.map((p) => p.map((v) => v.toFixed(1)).join(',')).join(' ')}"/>`);
     for (const [x, y] of pts) out.push(`<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="4" fill="${color}"/>`);
     const failed = rows.filter((r) => r.mode === mode && r.status !== 'ok');
     for (const r of failed) out.push(`<text x="${lx(r.T)}" y="${ly(0) - 8}" text-anchor="middle" fill="${color}">✕</text>`);
     const y = Tp + 20 + 22 * i;
-    out.push(`<line x1="${W - R + 14}" x2="${W - R + 38}" y1="${y}" y2="${y}" stroke="${color}" stroke-width="2.5"/>`, `<text x="${W - R + 44}" y="${y + 4}">${label}</text>`);
+    out.push(
+      `<line x1="${W - R + 14}" x2="${W - R + 38}" y1="${y}" y2="${y}" stroke="${color}" stroke-width="2.5"/>`,
+      `<text x="${W - R + 44}" y="${y + 4}">${label}</text>`,
+    );
   });
   out.push('</svg>');
   return out.join('\n');
@@ -228,11 +259,15 @@ const memRatio = slimAt(Ts[Ts.length - 1]) && slimAt(Ts[0]) ? slimAt(Ts[Ts.lengt
 
 const thr = [await throughput('slim', 1024), await throughput('full', 1024)];
 const thrRatio = thr[1].tokensPerSec / thr[0].tokensPerSec;
-for (const r of thr) console.log(`throughput ${r.mode.padEnd(4)} T=1024: ${r.tokensPerSec.toFixed(0)} tokens/s (median step ${median(r.stepMs).toFixed(0)} ms)`);
+for (const r of thr)
+  console.log(`throughput ${r.mode.padEnd(4)} T=1024: ${r.tokensPerSec.toFixed(0)} tokens/s (median step ${median(r.stepMs).toFixed(0)} ms)`);
 
 const [near, far] = await decodeLatency(DECODE_NEAR, DECODE_FAR);
 const latRatio = far.medianMs / near.medianMs;
-for (const r of [near, far]) console.log(`decode at position ${r.position}: ${r.medianMs.toFixed(2)} ms/token (median of ${r.samplesMs.length}, interleaved; context built in ${r.promptSec.toFixed(1)} s)`);
+for (const r of [near, far])
+  console.log(
+    `decode at position ${r.position}: ${r.medianMs.toFixed(2)} ms/token (median of ${r.samplesMs.length}, interleaved; context built in ${r.promptSec.toFixed(1)} s)`,
+  );
 
 const targets = [
   { what: `SLiM memory at T=${Ts[Ts.length - 1]} / T=${Ts[0]}`, value: memRatio, target: '≤ 1.2', met: memRatio <= 1.2 },
@@ -259,7 +294,7 @@ const md = [
   '',
   '## Peak memory of one training step (MiB)',
   '',
-  'TF.js peak = `tf.profile(step).peakBytes`, every live tensor (weights, Adam moments, gradients, tape) at its highest point; kernel wasm = the attention kernels\' wasm memory after the step (a fresh instance per case, so its high-water mark). Token ids (O(T) JS arrays) are not counted.',
+  "TF.js peak = `tf.profile(step).peakBytes`, every live tensor (weights, Adam moments, gradients, tape) at its highest point; kernel wasm = the attention kernels' wasm memory after the step (a fresh instance per case, so its high-water mark). Token ids (O(T) JS arrays) are not counted.",
   '',
   '| T | SLiM TF.js | SLiM kernel wasm | **SLiM total** | full TF.js | full kernel wasm | **full total** |',
   '|---:|---:|---:|---:|---:|---:|---:|',
@@ -276,7 +311,10 @@ const md = [
   '',
   `| measure | value |`,
   `|---|---:|`,
-  ...thr.map((r) => `| training, ${r.mode === 'slim' ? `SLiM slice ${SLICE}` : 'full backprop'}, T = 1024 | ${r.tokensPerSec.toFixed(0)} tokens/s (median of ${REPS} steps: ${median(r.stepMs).toFixed(0)} ms) |`),
+  ...thr.map(
+    (r) =>
+      `| training, ${r.mode === 'slim' ? `SLiM slice ${SLICE}` : 'full backprop'}, T = 1024 | ${r.tokensPerSec.toFixed(0)} tokens/s (median of ${REPS} steps: ${median(r.stepMs).toFixed(0)} ms) |`,
+  ),
   ...[near, far].map((r) => `| decoding at position ${r.position} | ${r.medianMs.toFixed(2)} ms/token (median of ${r.samplesMs.length}) |`),
   '',
   '## Targets',
@@ -293,10 +331,22 @@ const png = path.join(RESULTS, 'training-latest.png');
 const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find(existsSync);
 if (chromium) {
   rmSync(png, { force: true });
-  const r = spawnSync(chromium, ['--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', `--screenshot=${png}`, '--window-size=760,440', path.join(RESULTS, 'training-latest.svg')], {
-    timeout: 60_000,
-    stdio: 'ignore',
-  });
+  const r = spawnSync(
+    chromium,
+    [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--hide-scrollbars',
+      `--screenshot=${png}`,
+      '--window-size=760,440',
+      path.join(RESULTS, 'training-latest.svg'),
+    ],
+    {
+      timeout: 60_000,
+      stdio: 'ignore',
+    },
+  );
   console.log(existsSync(png) ? 'wrote training-latest.png' : `no PNG (chromium exit ${r.status})`);
 }
 console.log(`wrote bench/results/training-${stamp}.json, training-latest.{json,md,svg}`);

@@ -45,7 +45,15 @@ const one = { ...dims, t: 1 };
 const per = [];
 for (let step = 0; step < 5; step++) {
   t0 = performance.now();
-  const r = kernels.recurrentStep({ q: rand(dims.h * dims.d), k: rand(dims.h * dims.d), v: rand(dims.h * dims.dv), dims: one, feature: 'favor', omega, state: st });
+  const r = kernels.recurrentStep({
+    q: rand(dims.h * dims.d),
+    k: rand(dims.h * dims.d),
+    v: rand(dims.h * dims.dv),
+    dims: one,
+    feature: 'favor',
+    omega,
+    state: st,
+  });
   per.push(performance.now() - t0);
   st = r.state;
 }

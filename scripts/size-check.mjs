@@ -43,7 +43,14 @@ for (const entry of ['index', 'inline', 'parallel', 'parallel-worker', 'webgpu',
     logLevel: 'silent',
   });
   const code = r.outputFiles[0].contents;
-  rows.push({ kind: 'entry', name: entry === 'index' ? '.' : `./${entry}`, raw: readFileSync(file).length, min: code.length, gzip: gz(code), brotli: br(code) });
+  rows.push({
+    kind: 'entry',
+    name: entry === 'index' ? '.' : `./${entry}`,
+    raw: readFileSync(file).length,
+    min: code.length,
+    gzip: gz(code),
+    brotli: br(code),
+  });
 }
 for (const name of ['slim_kernels_relaxed.wasm', 'slim_kernels_simd.wasm', 'slim_kernels_scalar.wasm']) {
   const b = readFileSync(new URL(`wasm/${name}`, root));
@@ -65,11 +72,20 @@ for (const r of rows) {
   }
 }
 
-const fmtBudget = (b) => (b ? Object.entries(b).filter(([k]) => k !== 'note').map(([k, v]) => `${k} ≤ ${kb(v)}`).join(', ') : '—');
+const fmtBudget = (b) =>
+  b
+    ? Object.entries(b)
+        .filter(([k]) => k !== 'note')
+        .map(([k, v]) => `${k} ≤ ${kb(v)}`)
+        .join(', ')
+    : '—';
 const lines = [
   '| | file (KiB) | minified | min + gzip | min + brotli | budget (KiB) | |',
   '|---|---:|---:|---:|---:|---|---|',
-  ...rows.map((r) => `| ${r.kind === 'wasm' ? 'wasm ' : ''}${r.name} | ${kb(r.raw)} | ${r.kind === 'wasm' ? '—' : kb(r.min)} | ${kb(r.gzip)} | ${kb(r.brotli)} | ${fmtBudget(r.budget)} | ${r.status} |`),
+  ...rows.map(
+    (r) =>
+      `| ${r.kind === 'wasm' ? 'wasm ' : ''}${r.name} | ${kb(r.raw)} | ${r.kind === 'wasm' ? '—' : kb(r.min)} | ${kb(r.gzip)} | ${kb(r.brotli)} | ${fmtBudget(r.budget)} | ${r.status} |`,
+  ),
 ];
 console.log(lines.join('\n'));
 for (const [k, v] of Object.entries(budget)) if (v.note) console.log(`\n${k}: ${v.note}`);

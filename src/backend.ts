@@ -43,7 +43,8 @@ export function forwardWork(dims: Dims): number {
 
 export async function createKernels(opts: CreateKernelsOptions = {}): Promise<KernelChoice> {
   const want = opts.backend ?? 'auto';
-  if (want !== 'auto' && want !== 'wasm' && want !== 'webgpu') throw new TypeError(`createKernels: backend must be 'auto', 'wasm' or 'webgpu', got ${String(want)}`);
+  if (want !== 'auto' && want !== 'wasm' && want !== 'webgpu')
+    throw new TypeError(`createKernels: backend must be 'auto', 'wasm' or 'webgpu', got ${String(want)}`);
   const wasm = async (reason: string): Promise<KernelChoice> => {
     const kernels = await init(opts.wasm);
     return { kernels, backend: 'wasm', reason: `wasm (${BINARY_LABEL[kernels.binary]}): ${reason}` };

@@ -30,7 +30,8 @@ function flags(command: 'eval' | 'generate', argv: string[]): Record<string, str
   for (let i = 0; i < argv.length; i++) {
     const m = /^--([\w-]+)(?:=(.*))?$/.exec(argv[i]);
     if (!m) throw new UsageError(`unexpected argument ${JSON.stringify(argv[i])} (flags are --name value or --name=value)`);
-    if (!KNOWN[command].includes(m[1])) throw new UsageError(`unknown flag --${m[1]} for ${command} (known: ${KNOWN[command].map((k) => `--${k}`).join(', ')})`);
+    if (!KNOWN[command].includes(m[1]))
+      throw new UsageError(`unknown flag --${m[1]} for ${command} (known: ${KNOWN[command].map((k) => `--${k}`).join(', ')})`);
     if (m[1] in out) throw new UsageError(`--${m[1]} is given twice`);
     const value = m[2] ?? argv[++i];
     if (value === undefined) throw new UsageError(`--${m[1]} needs a value`);
@@ -55,7 +56,9 @@ function readFlagFile(flag: string, path: string | undefined, encoding?: 'utf8')
     return encoding ? readFileSync(path, encoding) : readFileSync(path);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new UsageError(`cannot read --${flag} ${path}: ${err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'it is a directory' : err.message}`);
+    throw new UsageError(
+      `cannot read --${flag} ${path}: ${err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'it is a directory' : err.message}`,
+    );
   }
 }
 
@@ -69,7 +72,9 @@ function bar(done: number, total: number, extra: string): void {
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   if (command !== 'eval' && command !== 'generate') {
-    console.error(`usage: cli eval --weights F --text F [--slice N] | generate --weights F --prompt S [--tokens N --temperature X --top-k K --seed S]${command === undefined ? '' : ` (unknown command ${JSON.stringify(command)})`}`);
+    console.error(
+      `usage: cli eval --weights F --text F [--slice N] | generate --weights F --prompt S [--tokens N --temperature X --top-k K --seed S]${command === undefined ? '' : ` (unknown command ${JSON.stringify(command)})`}`,
+    );
     process.exit(2);
   }
   const f = flags(command, rest);
@@ -105,7 +110,10 @@ async function main(): Promise<void> {
       importWeights(lm, bytes);
       return lm;
     }
-    const rfs = [...rfsFrom.keys()].filter((k) => k.startsWith('rfs.')).sort().map((k) => rfsFrom.get(k)!.data as Float64Array);
+    const rfs = [...rfsFrom.keys()]
+      .filter((k) => k.startsWith('rfs.'))
+      .sort()
+      .map((k) => rfsFrom.get(k)!.data as Float64Array);
     const reference = new ReferenceLM(kernels, config, rfs.length ? rfs : undefined);
     reference.setWeights(new Map([...tensors].filter(([k]) => !k.startsWith('rfs.'))) as never);
     return reference;
@@ -117,7 +125,10 @@ async function main(): Promise<void> {
     const words = s.trim() === '' ? [] : s.trim().split(/\s+/);
     return words.map((w, i) => {
       const id = Number(w);
-      if (!Number.isSafeInteger(id) || id < 0 || id >= V) throw new UsageError(`${flag}: token ${i} is ${JSON.stringify(w)}; without a vocabulary in the file, text must be whitespace-separated token ids in [0, ${V})`);
+      if (!Number.isSafeInteger(id) || id < 0 || id >= V)
+        throw new UsageError(
+          `${flag}: token ${i} is ${JSON.stringify(w)}; without a vocabulary in the file, text must be whitespace-separated token ids in [0, ${V})`,
+        );
       return id;
     });
   };
@@ -155,7 +166,8 @@ async function main(): Promise<void> {
         return Float32Array.from(r.logits.slice([0, ids.length - 1, 0], [1, 1, -1]).dataSync());
       });
       pos += ids.length;
-      if (!logits.every(Number.isFinite)) throw new Error(`${f.weights}: the model produced non-finite logits at position ${pos - 1}; its weights may be corrupt`);
+      if (!logits.every(Number.isFinite))
+        throw new Error(`${f.weights}: the model produced non-finite logits at position ${pos - 1}; its weights may be corrupt`);
       ids = [sample(logits, temperature, topK, rng)];
       out.push(ids[0]);
     }

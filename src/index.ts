@@ -13,7 +13,7 @@ export type {
   FeaturesArgs,
   FeaturesBackwardArgs,
   FeaturesForwardArgs,
-  ForwardResult,
+  CausalForwardResult,
   StateGrad,
   StepArgs,
   UnrollArgs,

@@ -9,7 +9,6 @@ import type { FeatureMap } from '../src/kernels/types.ts';
 import { assertClose } from './util/assert.ts';
 import { driftProblem } from './util/problems.ts';
 
-
 // Every binary: the relaxed one's fused multiply-adds round differently, at the same tolerance.
 const BINARIES: [string, SimdOption][] = [
   ['relaxed', 'relaxed'],

@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  FeatureRedraw,
-  Rng,
-  deriveSeed,
-  headProjection,
-  randomProjection,
-  redrawSeed,
-} from '../src/features/index.ts';
+import { FeatureRedraw, Rng, deriveSeed, headProjection, randomProjection, redrawSeed } from '../src/features/index.ts';
 
 /** Bit patterns of a float32 array, for exact comparisons. */
 const bits = (a: Float32Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length);
@@ -57,15 +50,12 @@ function favorEstimate(w: Float32Array, d: number, q: number[], k: number[]): nu
   return acc / m;
 }
 
-const softmaxKernel = (q: number[], k: number[]): number =>
-  Math.exp(q.reduce((a, x, i) => a + x * k[i], 0) / Math.sqrt(q.length));
+const softmaxKernel = (q: number[], k: number[]): number => Math.exp(q.reduce((a, x, i) => a + x * k[i], 0) / Math.sqrt(q.length));
 
 describe('Rng', () => {
   it('matches pinned outputs (xoshiro128** seeded by splitmix64)', () => {
     const r = new Rng(12345);
-    expect([r.nextU32(), r.nextU32(), r.nextU32(), r.nextU32()]).toEqual([
-      2314518269, 2498321016, 2055377852, 4042509560,
-    ]);
+    expect([r.nextU32(), r.nextU32(), r.nextU32(), r.nextU32()]).toEqual([2314518269, 2498321016, 2055377852, 4042509560]);
     expect(r.nextFloat()).toBe(0.2951833465497242);
     expect(r.normal()).toBe(-1.2157925952678514);
     expect(r.normal()).toBe(1.2444361216347268);
@@ -136,9 +126,7 @@ describe('Rng', () => {
 describe('randomProjection', () => {
   it('matches pinned float32 bits', () => {
     const w = headProjection({ m: 2, d: 3, seed: 1 });
-    expect(Array.from(bits(w))).toEqual([
-      0x3f96b52c, 0xbe3e4e3e, 0xc00b9762, 0xbf6a8c53, 0xbe4800a1, 0xbef4b4a4,
-    ]);
+    expect(Array.from(bits(w))).toEqual([0x3f96b52c, 0xbe3e4e3e, 0xc00b9762, 0xbf6a8c53, 0xbe4800a1, 0xbef4b4a4]);
   });
 
   it('is bit-identical for the same seed, in every mode', () => {
@@ -284,13 +272,9 @@ describe('randomProjection', () => {
       const args = { ...ok, ...bad } as unknown as Parameters<typeof randomProjection>[0];
       expect(() => randomProjection(args)).toThrow(message);
     }
-    expect(() => headProjection({ m: 4, d: 4, seed: 1, head: -1 })).toThrow(
-      /headProjection: head must be a non-negative integer, got -1/,
-    );
+    expect(() => headProjection({ m: 4, d: 4, seed: 1, head: -1 })).toThrow(/headProjection: head must be a non-negative integer, got -1/);
     expect(() => new Rng(0.5)).toThrow(/Rng: seed must be a finite integer/);
-    expect(() => new FeatureRedraw({ ...ok, every: -1 })).toThrow(
-      /FeatureRedraw: every must be a non-negative integer, got -1/,
-    );
+    expect(() => new FeatureRedraw({ ...ok, every: -1 })).toThrow(/FeatureRedraw: every must be a non-negative integer, got -1/);
     expect(() => randomProjection({ ...ok, m: 0 })).toThrow(RangeError);
     expect(() => randomProjection({ ...ok, seed: '1' as unknown as number })).toThrow(TypeError);
   });

@@ -51,7 +51,9 @@ const ALL_BACKENDS: Backend[] = [
           kind: 'wasm' as const,
           make: () => init({ simd: 'relaxed' }),
           binary: 'relaxed' as const,
-          skip: relaxedSimdSupported() ? undefined : 'this engine has no WebAssembly relaxed SIMD (Node 21+, or Node 20 with --experimental-wasm-relaxed-simd as vitest.config.ts sets)',
+          skip: relaxedSimdSupported()
+            ? undefined
+            : 'this engine has no WebAssembly relaxed SIMD (Node 21+, or Node 20 with --experimental-wasm-relaxed-simd as vitest.config.ts sets)',
         },
         { name: 'wasm-simd', kind: 'wasm' as const, make: () => init({ simd: true }), binary: 'simd' as const },
         { name: 'wasm-scalar', kind: 'wasm' as const, make: () => init({ simd: false }), binary: 'scalar' as const },
@@ -192,10 +194,24 @@ describe.each(BACKENDS)('$name', (backend) => {
         const p = makeProblem(feature, dims, 41);
         const { b, h, t, d, dv } = dims;
         const whole = await K.causalForward({ ...p, chunk: 7 });
-        let state = (await K.causalForward({ ...p, dims: { ...dims, t: 1 }, q: sliceT(p.q, b * h, t, d, 0, 1), k: sliceT(p.k, b * h, t, d, 0, 1), v: sliceT(p.v, b * h, t, dv, 0, 1) })).state;
+        let state = (
+          await K.causalForward({
+            ...p,
+            dims: { ...dims, t: 1 },
+            q: sliceT(p.q, b * h, t, d, 0, 1),
+            k: sliceT(p.k, b * h, t, d, 0, 1),
+            v: sliceT(p.v, b * h, t, dv, 0, 1),
+          })
+        ).state;
         const outs = [sliceT(whole.out, b * h, t, dv, 0, 1)];
         for (let i = 1; i < t; i++) {
-          const r = await K.recurrentStep({ ...p, q: sliceT(p.q, b * h, t, d, i, i + 1), k: sliceT(p.k, b * h, t, d, i, i + 1), v: sliceT(p.v, b * h, t, dv, i, i + 1), state });
+          const r = await K.recurrentStep({
+            ...p,
+            q: sliceT(p.q, b * h, t, d, i, i + 1),
+            k: sliceT(p.k, b * h, t, d, i, i + 1),
+            v: sliceT(p.v, b * h, t, dv, i, i + 1),
+            state,
+          });
           state = r.state;
           outs.push(r.out);
         }
@@ -382,7 +398,7 @@ describe.each(BACKENDS)('$name', (backend) => {
     const long = await scratch(65_536);
     expect(short.bwd).toBeGreaterThan(0);
     expect(long.fwd).toBe(short.fwd);
-    expect(long.bwd - short.bwd).toBeLessThanOrEqual(4 * (65_536 - 1024) / 64);
+    expect(long.bwd - short.bwd).toBeLessThanOrEqual((4 * (65_536 - 1024)) / 64);
   });
 
   it('memory returns to its baseline and stops growing', async () => {

@@ -30,7 +30,11 @@ describe('loader', () => {
   });
 
   it('loads each binary on request, and the module reports which it is', async () => {
-    const cases: [SimdOption, WasmBinary][] = [[true, 'simd'], [false, 'scalar'], ...(relaxedSimdSupported() ? [['relaxed', 'relaxed'] as [SimdOption, WasmBinary]] : [])];
+    const cases: [SimdOption, WasmBinary][] = [
+      [true, 'simd'],
+      [false, 'scalar'],
+      ...(relaxedSimdSupported() ? [['relaxed', 'relaxed'] as [SimdOption, WasmBinary]] : []),
+    ];
     for (const [simd, binary] of cases) {
       const k = await init({ simd });
       expect(k.binary).toBe(binary);
@@ -59,7 +63,10 @@ describe('loader', () => {
   });
 
   it('the three binaries export the same kernels; only the relaxed one needs relaxed SIMD', async () => {
-    const names = async (binary: WasmBinary) => WebAssembly.Module.exports(new WebAssembly.Module(await readFile(path(binary)))).map((e) => e.name).sort();
+    const names = async (binary: WasmBinary) =>
+      WebAssembly.Module.exports(new WebAssembly.Module(await readFile(path(binary))))
+        .map((e) => e.name)
+        .sort();
     const relaxedBytes = await readFile(path('relaxed'));
     expect(WebAssembly.validate(relaxedBytes)).toBe(relaxedSimdSupported());
     if (relaxedSimdSupported()) expect(await names('relaxed')).toEqual(await names('simd'));

@@ -64,8 +64,7 @@ function naiveFeatures(x: ArrayLike<number>, omega: ArrayLike<number> | undefine
       let u = 0;
       if (omega === undefined) u = x[i * d + r] * s;
       else for (let c = 0; c < d; c++) u += omega[r * d + c] * x[i * d + c] * s;
-      phi[i * m + r] =
-        f === 'favor' ? Math.exp(u - sq / 2) : f === 'relu' ? Math.max(u, 0) : f === 'elu1' ? (u > 0 ? u + 1 : Math.exp(u)) : u * u;
+      phi[i * m + r] = f === 'favor' ? Math.exp(u - sq / 2) : f === 'relu' ? Math.max(u, 0) : f === 'elu1' ? (u > 0 ? u + 1 : Math.exp(u)) : u * u;
     }
   }
   return phi;
@@ -212,9 +211,7 @@ describe('reference: feature map', () => {
     const omega = rng.normals(m * d);
     for (const f of ['favor', 'relu', 'elu1', 'sqr'] as const) {
       const { logits } = refFeatureMap(x, omega, f, d, m);
-      const phi = logits.map((l) =>
-        f === 'favor' ? Math.exp(l) : f === 'relu' ? Math.max(l, 0) : f === 'elu1' ? (l > 0 ? l + 1 : Math.exp(l)) : l * l,
-      );
+      const phi = logits.map((l) => (f === 'favor' ? Math.exp(l) : f === 'relu' ? Math.max(l, 0) : f === 'elu1' ? (l > 0 ? l + 1 : Math.exp(l)) : l * l));
       assertClose(`phi ${f}`, naiveFeatures(x, omega, f, d, m), phi, 1e-14);
     }
     expect(Array.from(refFeatureMap(x, undefined, 'relu', d, d).logits)).toEqual(Array.from(x));
@@ -501,7 +498,7 @@ describe('reference: causal on precomputed features', () => {
   for (const c of [CASES[1], CASES[2]]) {
     it(`fused relu equals the features variant on relu features, ${c.name}`, () => {
       const p = makeProblem(c, 1200, true);
-      const { b, h, t, d, m, dv } = p.dims;
+      const { b, h, t, d, m } = p.dims;
       const phiQ = new Float64Array(b * h * t * m);
       const phiK = new Float64Array(b * h * t * m);
       for (let s = 0; s < b * h; s++) {

@@ -41,10 +41,18 @@ describe('argument validation', () => {
     ['relu without omega and m ≠ d', () => ({ ...good(), feature: 'relu', omega: undefined }), /dims\.m \(6\) must equal dims\.d \(4\)/],
     ['chunk 0', () => ({ ...good(), chunk: 0 }), /chunk must be a positive integer/],
     ['eps negative', () => ({ ...good(), eps: -1 }), /eps must be a finite number ≥ 0/],
-    ['state.S wrong shape', () => ({ ...good(), state: { ...state(), S: new Float64Array(5) } }), /state\.S must be a Float64Array of shape \[b, h, m, dv\] = \[1, 2, 6, 3\]/],
+    [
+      'state.S wrong shape',
+      () => ({ ...good(), state: { ...state(), S: new Float64Array(5) } }),
+      /state\.S must be a Float64Array of shape \[b, h, m, dv\] = \[1, 2, 6, 3\]/,
+    ],
     ['state.z NaN', () => ({ ...good(), state: { ...state(), z: new Float64Array(12).fill(NaN) } }), /state\.z\[0\] is NaN/],
     ['state not an object', () => ({ ...good(), state: 3 }), /state must be an object \{S, z, offset\}/],
-    ['too large for wasm memory', () => ({ ...good(), dims: { b: 64, h: 64, t: 65536, d: 64, m: 128, dv: 64 } }), /needs about .* GiB of wasm memory, more than the 4 GiB/],
+    [
+      'too large for wasm memory',
+      () => ({ ...good(), dims: { b: 64, h: 64, t: 65536, d: 64, m: 128, dv: 64 } }),
+      /needs about .* GiB of wasm memory, more than the 4 GiB/,
+    ],
   ];
 
   for (const [name, make, message] of forwardCases) {

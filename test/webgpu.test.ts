@@ -105,7 +105,9 @@ describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped:
     await expect(K.causalForward({ ...p, q: p.q.subarray(1) })).rejects.toBeInstanceOf(ArgError);
     await expect(K.causalForward({ ...p, chunk: 0 })).rejects.toThrow(/chunk must be a positive integer/);
     const small = K.device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
-    await expect(K.causalForwardGPU({ ...p, q: small, k: small, v: small })).rejects.toThrow(/causalForwardGPU: q must hold at least \d+ bytes, got a GPUBuffer of 16/);
+    await expect(K.causalForwardGPU({ ...p, q: small, k: small, v: small })).rejects.toThrow(
+      /causalForwardGPU: q must hold at least \d+ bytes, got a GPUBuffer of 16/,
+    );
     small.destroy();
     const other = (await K.causalForward({ ...p, k: p.q })).state;
     await expect(K.causalBackward({ ...p, stateOut: other, dOut: upstream(dims, 5).dOut })).rejects.toThrow(/stateOut is not the state the forward produced/);
@@ -208,7 +210,9 @@ describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped:
     await K2.device.lost;
     await expect(K2.causalForward(p)).rejects.toThrow(/causalForward: the WebGPU device was lost/);
     const buf = { size: 1 << 20, usage: GPUBufferUsage.STORAGE } as unknown as GPUBuffer;
-    expect(() => K2.causalForwardSync({ q: buf, k: buf, v: buf, dims, feature: 'favor', omega: p.omega })).toThrow(/causalForwardSync: the WebGPU device was lost/);
+    expect(() => K2.causalForwardSync({ q: buf, k: buf, v: buf, dims, feature: 'favor', omega: p.omega })).toThrow(
+      /causalForwardSync: the WebGPU device was lost/,
+    );
     K2.dispose();
   });
 });

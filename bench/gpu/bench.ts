@@ -51,7 +51,14 @@ async function main() {
   const K0: WebGPUKernels = await initWebGPU({ nodeBackends: backend.split(','), powerPreference: 'high-performance' });
   const dev = K0.device;
   const maxWg = dev.limits.maxComputeInvocationsPerWorkgroup;
-  const info = { adapter: K0.description, limits: { maxStorageBufferBindingSize: dev.limits.maxStorageBufferBindingSize, maxBufferSize: dev.limits.maxBufferSize, maxComputeInvocationsPerWorkgroup: maxWg } };
+  const info = {
+    adapter: K0.description,
+    limits: {
+      maxStorageBufferBindingSize: dev.limits.maxStorageBufferBindingSize,
+      maxBufferSize: dev.limits.maxBufferSize,
+      maxComputeInvocationsPerWorkgroup: maxWg,
+    },
+  };
   console.log(`adapter: ${info.adapter}; init ${(performance.now() - t0).toFixed(0)} ms`);
   const dims = { b: 1, h: bh, t, d, m, dv };
   const omega = feature === 'favor' || m !== d ? randomProjection({ h: bh, m, d, seed: 7 }) : undefined;
@@ -125,14 +132,33 @@ async function main() {
         const best = times.length ? Math.min(...times) : NaN;
         const flops = what === 'forward' ? fwdFlops : 3 * fwdFlops;
         const bytes = what === 'forward' ? fwdBytes : fwdBytes + bwdBytes;
-        rows.push({ schedule, wg: K.workgroupSize, what, ok, error, bestMs: best, medianMs: times.sort((a, b) => a - b)[times.length >> 1], gflops: flops / best / 1e6, gbps: bytes / best / 1e6, dispatches: K.lastSteps });
+        rows.push({
+          schedule,
+          wg: K.workgroupSize,
+          what,
+          ok,
+          error,
+          bestMs: best,
+          medianMs: times.sort((a, b) => a - b)[times.length >> 1],
+          gflops: flops / best / 1e6,
+          gbps: bytes / best / 1e6,
+          dispatches: K.lastSteps,
+        });
       }
       K.dispose();
     }
   }
   for (const b of [q, k, v, g]) b.destroy();
   K0.dispose();
-  const result = { date: new Date().toISOString(), info, windowBytes, dims: { bh, t, d, m, dv, chunk, feature }, flopModel: `forward ${perTok} flop/token; forward+backward = 3x`, rows, skipped };
+  const result = {
+    date: new Date().toISOString(),
+    info,
+    windowBytes,
+    dims: { bh, t, d, m, dv, chunk, feature },
+    flopModel: `forward ${perTok} flop/token; forward+backward = 3x`,
+    rows,
+    skipped,
+  };
   if (outDir) {
     const fs = await import('node:fs');
     fs.mkdirSync(outDir, { recursive: true });
@@ -141,7 +167,9 @@ async function main() {
   console.log(`\nB·H=${bh} T=${t} d=${d} M=${m} D=${dv} C=${chunk} ${feature}`);
   console.log('schedule        wg   what               ok     best ms    GFLOP/s     GB/s  dispatches');
   for (const r of rows) {
-    console.log(`${String(r.schedule).padEnd(15)} ${String(r.wg).padStart(3)}  ${String(r.what).padEnd(18)} ${String(r.ok).padEnd(5)} ${Number(r.bestMs).toFixed(1).padStart(10)} ${Number(r.gflops).toPrecision(4).padStart(10)} ${Number(r.gbps).toPrecision(4).padStart(8)}  ${r.dispatches}${r.error ? `  ERROR ${r.error}` : ''}`);
+    console.log(
+      `${String(r.schedule).padEnd(15)} ${String(r.wg).padStart(3)}  ${String(r.what).padEnd(18)} ${String(r.ok).padEnd(5)} ${Number(r.bestMs).toFixed(1).padStart(10)} ${Number(r.gflops).toPrecision(4).padStart(10)} ${Number(r.gbps).toPrecision(4).padStart(8)}  ${r.dispatches}${r.error ? `  ERROR ${r.error}` : ''}`,
+    );
   }
   if (skipped.length) console.log(`skipped (over --budget-s): ${skipped.join(', ')}`);
   if (rows.some((r) => !r.ok)) process.exitCode = 1;

@@ -6,9 +6,7 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 
 /** Smallest module using a v128 instruction (wasm-feature-detect's SIMD probe). */
-const SIMD_PROBE = new Uint8Array([
-  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11,
-]);
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
 
 export interface MachineInfo {
   cpu: string;

@@ -9,7 +9,7 @@ import type { BenchCase, Inputs } from './types.ts';
 
 /** φ for one row: x [d] at xOff, omega [m,d] at wOff → out [m] (float64). */
 function favor64(x: Float32Array, xOff: number, w: Float32Array, wOff: number, m: number, d: number, out: Float64Array) {
-  const s = Math.pow(d, -0.25);
+  const s = d ** -0.25;
   let sq = 0;
   for (let e = 0; e < d; e++) sq += (x[xOff + e] * s) ** 2;
   for (let r = 0; r < m; r++) {

@@ -69,7 +69,12 @@ export function caseTable(results: CaseResult[], methods: string[], bh: number, 
       cells.push(
         timeCell(r.fwd),
         timeCell(r.fwdbwd),
-        pairCell(r.fwd, r.fwdbwd, (x) => x.gflops, (v) => v.toFixed(v < 10 ? 2 : 1)),
+        pairCell(
+          r.fwd,
+          r.fwdbwd,
+          (x) => x.gflops,
+          (v) => v.toFixed(v < 10 ? 2 : 1),
+        ),
         pairCell(r.fwd, r.fwdbwd, (x) => x.peakBytes, fmtMB),
       );
     }

@@ -15,7 +15,7 @@ interface Ctx {
 
 function run(c: BenchCase, x: Inputs, tally = new Tally()): Float32Array {
   const { b, h, t: T, d, m: M, dv: D } = c;
-  const s = Math.pow(d, -0.25);
+  const s = d ** -0.25;
   const out = tally.f32(b * h * T * D);
   const S = tally.f64(M * D);
   const z = tally.f64(M);

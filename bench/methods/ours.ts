@@ -112,7 +112,12 @@ function makeOurs(name: string, simd: SimdOption): Method<Ctx> {
         const growth = kern.memoryBytes() - before;
         const js = jsBytes(kern, r);
         const scratchBytes = 'scratchBytes' in r ? r.scratchBytes : kern.lastCall().scratchBytes;
-        return { peakBytes: growth + js, ms, warmed: mode === 'fwd', detail: { wasmGrowthBytes: growth, jsResultBytes: js, wasmBytes: kern.memoryBytes(), scratchBytes } };
+        return {
+          peakBytes: growth + js,
+          ms,
+          warmed: mode === 'fwd',
+          detail: { wasmGrowthBytes: growth, jsResultBytes: js, wasmBytes: kern.memoryBytes(), scratchBytes },
+        };
       } finally {
         if (kern !== ctx.kern) kern.dispose();
       }

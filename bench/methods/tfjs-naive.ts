@@ -23,7 +23,7 @@ interface Ctx {
 
 /** FAVOR+ features: x [H,T,d], omega [H,M,d] → [H,T,M]. */
 function favor(x: tf.Tensor3D, omega: tf.Tensor3D, d: number): tf.Tensor3D {
-  const xs = tf.mul(x, Math.pow(d, -0.25));
+  const xs = tf.mul(x, d ** -0.25);
   const u = tf.matMul(xs, omega, false, true); // [H,T,M]
   const half = tf.mul(tf.sum(tf.square(xs), -1, true), 0.5); // [H,T,1]
   return tf.exp(tf.sub(u, half)) as tf.Tensor3D;
@@ -67,9 +67,7 @@ function fwdbwd(ctx: Ctx): { dq: Float32Array; dk: Float32Array; dv: Float32Arra
   const xs = [tf.tensor3d(x.q, shapeQ(c)), tf.tensor3d(x.k, shapeQ(c)), tf.tensor3d(x.v, shapeV(c))];
   const dy = tf.tensor3d(x.dOut, shapeV(c));
   try {
-    const g = tf.grads((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
-      attention(ctx, q as tf.Tensor3D, k as tf.Tensor3D, v as tf.Tensor3D),
-    )(xs, dy);
+    const g = tf.grads((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) => attention(ctx, q as tf.Tensor3D, k as tf.Tensor3D, v as tf.Tensor3D))(xs, dy);
     const res = {
       dq: g[0].dataSync() as Float32Array,
       dk: g[1].dataSync() as Float32Array,

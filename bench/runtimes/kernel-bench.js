@@ -5,7 +5,8 @@
 // wasm memory never grows back) and the last call's scratch, measured inside the module, plus
 // the process RSS where the runtime reports one.
 export function makeInputs(lib, bh, t, m, chunk = 64) {
-  const d = 64, dv = 64;
+  const d = 64,
+    dv = 64;
   let s = 99;
   const rnd = (n) => {
     const a = new Float32Array(n);
@@ -17,7 +18,11 @@ export function makeInputs(lib, bh, t, m, chunk = 64) {
   };
   const dims = { b: 1, h: bh, t, d, m, dv };
   const n = bh * t;
-  return { dims, args: { q: rnd(n * d), k: rnd(n * d), v: rnd(n * dv), dims, feature: 'favor', omega: lib.randomProjection({ h: bh, m, d, seed: 5 }), chunk }, dOut: rnd(n * dv) };
+  return {
+    dims,
+    args: { q: rnd(n * d), k: rnd(n * d), v: rnd(n * dv), dims, feature: 'favor', omega: lib.randomProjection({ h: bh, m, d, seed: 5 }), chunk },
+    dOut: rnd(n * dv),
+  };
 }
 
 export async function runOnce(kernels, x, mode) {
@@ -48,7 +53,11 @@ export async function benchKernels(lib, kernels, { ts, bh, m, reps, chunk = 64, 
       const sorted = [...samples].sort((a, b) => a - b);
       const last = typeof kernels.lastCall === 'function' ? kernels.lastCall() : null;
       rows.push({
-        t, bh, m, mode, chunk,
+        t,
+        bh,
+        m,
+        mode,
+        chunk,
         medianMs: sorted[Math.floor(sorted.length / 2)],
         bestMs: sorted[0],
         samplesMs: samples,

@@ -19,19 +19,35 @@ const dims = { b: 1, h: 8, t: T, d: 64, m: 128, dv: 64 };
 const n = dims.b * dims.h * dims.t;
 let s = 1;
 const rnd = (len: number) => Float32Array.from({ length: len }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5) * 2);
-const q = rnd(n * dims.d), k = rnd(n * dims.d), v = rnd(n * dims.dv), dOut = rnd(n * dims.dv);
+const q = rnd(n * dims.d),
+  k = rnd(n * dims.d),
+  v = rnd(n * dims.dv),
+  dOut = rnd(n * dims.dv);
 const omega = randomProjection({ h: dims.h, m: dims.m, d: dims.d, seed: 3 });
 const args = { q, k, v, dims, feature: 'favor' as const, omega, chunk: 64 };
 
 type Runner = { name: string; run: () => Promise<void>; pool?: KernelPool };
 const single = await init();
 const runners: Runner[] = [
-  { name: 'single instance (sync, calling thread)', run: async () => { const f = single.causalForward(args); single.causalBackward({ ...args, stateOut: f.state, dOut }); } },
+  {
+    name: 'single instance (sync, calling thread)',
+    run: async () => {
+      const f = single.causalForward(args);
+      single.causalBackward({ ...args, stateOut: f.state, dOut });
+    },
+  },
 ];
 for (const t of threadList) {
   if (t === 1) continue;
   const pool = await createPool({ threads: t });
-  runners.push({ name: `pool, ${t} worker threads`, pool, run: async () => { const f = await pool.causalForward(args); await pool.causalBackward({ ...args, stateOut: f.state, dOut }); } });
+  runners.push({
+    name: `pool, ${t} worker threads`,
+    pool,
+    run: async () => {
+      const f = await pool.causalForward(args);
+      await pool.causalBackward({ ...args, stateOut: f.state, dOut });
+    },
+  });
 }
 const load0 = loadavg();
 for (const r of runners) await r.run(); // warm-up
@@ -63,7 +79,8 @@ const report = {
   rows,
 };
 console.log(JSON.stringify(report, null, 2));
-for (const r of rows) console.log(`${r.name.padEnd(40)} median ${r.medianMs} ms  best ${r.bestMs} ms  speedup ×${r.speedupMedian} (median) ×${r.speedupBest} (best)`);
+for (const r of rows)
+  console.log(`${r.name.padEnd(40)} median ${r.medianMs} ms  best ${r.bestMs} ms  speedup ×${r.speedupMedian} (median) ×${r.speedupBest} (best)`);
 const out = arg('json', '');
 if (out) writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
 for (const r of runners) await r.pool?.dispose();

@@ -21,17 +21,34 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, release, platform } from 'node:os';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { chromiumPath, cleanup, consumerProject, freePort, must, packTarball, Proc, resultOf, ROOT, runtimeBin, serveStatic } from '../../test/packaging/tools.ts';
+import {
+  chromiumPath,
+  cleanup,
+  consumerProject,
+  freePort,
+  must,
+  packTarball,
+  Proc,
+  resultOf,
+  ROOT,
+  runtimeBin,
+  serveStatic,
+} from '../../test/packaging/tools.ts';
 
 const argv = process.argv.slice(2);
 const arg = (n: string, d: string) => argv.find((a) => a.startsWith(`--${n}=`))?.split('=')[1] ?? d;
 const quick = argv.includes('--quick');
-const ts = arg('t', quick ? '256,1024' : '1024,4096,16384').split(',').map(Number);
+const ts = arg('t', quick ? '256,1024' : '1024,4096,16384')
+  .split(',')
+  .map(Number);
 const bh = Number(arg('bh', '4'));
 const m = Number(arg('m', '128'));
 const reps = Number(arg('reps', quick ? '1' : '3'));
 const gpuMaxT = Number(arg('gpu-max-t', '1024'));
-const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const only = argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice(7)
+  .split(',');
 const want = (n: string) => !only || only.includes(n);
 const cfg = { ts, bh, m, reps };
 /** Result file names: bench/results/<prefix>-latest.json, … (default `runtimes`). */
@@ -95,7 +112,15 @@ console.log('RESULT ' + JSON.stringify({ version, results }));
 const BACKEND: Record<string, string> = { relaxed: 'wasm relaxed SIMD', simd: 'wasm SIMD', scalar: 'wasm scalar' };
 /** One run per binary timed: the best under the runtime's name, the SIMD comparison as "<name>-simd". */
 function pushBinaries(name: string, version: string, results: Array<{ binary: string; rows: Row[] }>, note?: string): void {
-  results.forEach((r, i) => runs.push({ name: i === 0 ? name : `${name}-${r.binary}`, version, backend: BACKEND[r.binary] ?? r.binary, rows: r.rows, note: i === 0 ? note : undefined }));
+  results.forEach((r, i) =>
+    runs.push({
+      name: i === 0 ? name : `${name}-${r.binary}`,
+      version,
+      backend: BACKEND[r.binary] ?? r.binary,
+      rows: r.rows,
+      note: i === 0 ? note : undefined,
+    }),
+  );
 }
 
 async function step(name: string, f: () => Promise<void>): Promise<void> {
@@ -168,7 +193,21 @@ export default {
 `,
   );
   mkdirSync(join(dir, 'wd'), { recursive: true });
-  must(join(ROOT, 'node_modules/.bin/esbuild'), ['worker.js', '--bundle', '--format=esm', '--platform=neutral', '--main-fields=module,main', '--external:*.wasm', '--external:node:*', '--outfile=wd/worker.js', '--log-level=warning'], { cwd: dir });
+  must(
+    join(ROOT, 'node_modules/.bin/esbuild'),
+    [
+      'worker.js',
+      '--bundle',
+      '--format=esm',
+      '--platform=neutral',
+      '--main-fields=module,main',
+      '--external:*.wasm',
+      '--external:node:*',
+      '--outfile=wd/worker.js',
+      '--log-level=warning',
+    ],
+    { cwd: dir },
+  );
   copyFileSync(join(dir, 'node_modules/slim-performer/wasm/slim_kernels_simd.wasm'), join(dir, 'wd/k.wasm'));
   const port = await freePort();
   writeFileSync(
@@ -216,10 +255,27 @@ const w :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "w
           samples.push(Math.max(0, performance.now() - t0 - base));
         }
         const s = [...samples].sort((a, b) => a - b);
-        rows.push({ t, bh, m, mode, medianMs: s[Math.floor(s.length / 2)], bestMs: s[0], samplesMs: samples, wasmHeapBytes: info.wasmHeapBytes, scratchBytes: info.scratchBytes, rssBytes: null });
+        rows.push({
+          t,
+          bh,
+          m,
+          mode,
+          medianMs: s[Math.floor(s.length / 2)],
+          bestMs: s[0],
+          samplesMs: samples,
+          wasmHeapBytes: info.wasmHeapBytes,
+          scratchBytes: info.scratchBytes,
+          rssBytes: null,
+        });
       }
     }
-    runs.push({ name: 'workerd', version: `workerd ${b.why.replace(/^workerd\s*/, '')}`, backend: 'wasm SIMD', rows, note: `timed from outside, one request per call, minus ${base.toFixed(2)} ms (median empty request)` });
+    runs.push({
+      name: 'workerd',
+      version: `workerd ${b.why.replace(/^workerd\s*/, '')}`,
+      backend: 'wasm SIMD',
+      rows,
+      note: `timed from outside, one request per call, minus ${base.toFixed(2)} ms (median empty request)`,
+    });
   } finally {
     await p.stop();
   }
@@ -235,7 +291,11 @@ for (const which of ['chromium', 'webgpu'] as const) {
     );
     const served = await serveStatic(dir);
     const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({ executablePath: chrome, headless: true, args: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader', '--enable-precise-memory-info'] });
+    const browser = await chromium.launch({
+      executablePath: chrome,
+      headless: true,
+      args: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader', '--enable-precise-memory-info'],
+    });
     try {
       const page = await browser.newPage();
       await page.goto(served.url);
@@ -263,7 +323,12 @@ for (const which of ['chromium', 'webgpu'] as const) {
           // Software adapters (SwiftShader, llvmpipe) cap loop iterations per invocation: chunk 16.
           const chunk = a.software ? 16 : 64;
           const rows = await benchKernels(lib, k, { ...cfg, ts, chunk });
-          return { version, backend: `webgpu (${a.description})`, rows, note: a.software ? `software adapter: T ≤ ${gpuMaxT} only, chunk ${chunk}` : undefined };
+          return {
+            version,
+            backend: `webgpu (${a.description})`,
+            rows,
+            note: a.software ? `software adapter: T ≤ ${gpuMaxT} only, chunk ${chunk}` : undefined,
+          };
         },
         { cfg, which, gpuMaxT },
       )) as { version: string; backend?: string; rows?: Row[]; note?: string; results?: Array<{ binary: string; rows: Row[] }> };
@@ -277,19 +342,48 @@ for (const which of ['chromium', 'webgpu'] as const) {
 }
 
 await step('tfjs', async () => {
-  const p = new Proc(process.execPath, ['--max-old-space-size=8192', '--import', 'tsx', 'bench/runtimes/tfjs-baselines.ts', `--t=${ts.join(',')}`, `--bh=${bh}`, `--m=${m}`, `--reps=${reps}`, `--max-bytes=${arg('tfjs-max-bytes', '4e9')}`], { cwd: ROOT });
+  const p = new Proc(
+    process.execPath,
+    [
+      '--max-old-space-size=8192',
+      '--import',
+      'tsx',
+      'bench/runtimes/tfjs-baselines.ts',
+      `--t=${ts.join(',')}`,
+      `--bh=${bh}`,
+      `--m=${m}`,
+      `--reps=${reps}`,
+      `--max-bytes=${arg('tfjs-max-bytes', '4e9')}`,
+    ],
+    { cwd: ROOT },
+  );
   const code = await p.wait(3_600_000);
   if (code !== 0) throw new Error(`exit ${code}: ${p.out.slice(-2000)}`);
   const r = resultOf(p.out) as { runtime: string; rows: Row[] };
   for (const method of [...new Set(r.rows.map((x) => x.method!))]) {
-    runs.push({ name: method, version: r.runtime, backend: 'TF.js wasm (SIMD, 1 thread)', rows: r.rows.filter((x) => x.method === method && x.status === 'ok'), note: r.rows.filter((x) => x.method === method && x.status !== 'ok').map((x) => `T=${x.t} ${x.mode}: ${x.status}`).join('; ') || undefined });
+    runs.push({
+      name: method,
+      version: r.runtime,
+      backend: 'TF.js wasm (SIMD, 1 thread)',
+      rows: r.rows.filter((x) => x.method === method && x.status === 'ok'),
+      note:
+        r.rows
+          .filter((x) => x.method === method && x.status !== 'ok')
+          .map((x) => `T=${x.t} ${x.mode}: ${x.status}`)
+          .join('; ') || undefined,
+    });
   }
 });
 cleanup(dir);
 
 // ── report ──────────────────────────────────────────────────────────────────────────────────
 const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-const report = { date: new Date().toISOString(), config: { ...cfg, d: 64, dv: 64, feature: 'favor', chunk: 64, b: 1 }, machine: { ...machine, loadAverageAfter: loadavg().map((x) => +x.toFixed(2)) }, runs };
+const report = {
+  date: new Date().toISOString(),
+  config: { ...cfg, d: 64, dv: 64, feature: 'favor', chunk: 64, b: 1 },
+  machine: { ...machine, loadAverageAfter: loadavg().map((x) => +x.toFixed(2)) },
+  runs,
+};
 const outDir = join(ROOT, 'bench/results');
 mkdirSync(outDir, { recursive: true });
 writeFileSync(join(outDir, `${prefix}-${stamp}.json`), JSON.stringify(report, null, 2) + '\n');
@@ -317,12 +411,20 @@ for (const r of runs) {
     const f = r.rows.find((x) => x.t === t && x.mode === 'fwd');
     const fb = r.rows.find((x) => x.t === t && x.mode === 'fwdbwd');
     const n = node?.rows.find((x) => x.t === t && x.mode === 'fwdbwd');
-    md.push(`| ${r.name} | ${r.version} | ${r.backend} | ${t} | ${fmt(f?.medianMs)} | ${fmt(fb?.medianMs)} | ${n && fb ? (fb.medianMs / n.medianMs).toFixed(2) : '—'} | ${mib(fb?.wasmHeapBytes ?? fb?.peakBytes)} | ${mib(fb?.rssBytes)} |`);
+    md.push(
+      `| ${r.name} | ${r.version} | ${r.backend} | ${t} | ${fmt(f?.medianMs)} | ${fmt(fb?.medianMs)} | ${n && fb ? (fb.medianMs / n.medianMs).toFixed(2) : '—'} | ${mib(fb?.wasmHeapBytes ?? fb?.peakBytes)} | ${mib(fb?.rssBytes)} |`,
+    );
   }
 }
 const pairs = runs.filter((r) => r.backend === BACKEND.relaxed && runs.some((s) => s.name === `${r.name}-simd`));
 if (pairs.length) {
-  md.push('', 'Relaxed SIMD (fused multiply-add) against the SIMD binary, same process, same inputs: SIMD ms ÷ relaxed ms (> 1 = relaxed faster).', '', '| runtime | T | fwd | fwd+bwd |', '|---|---:|---:|---:|');
+  md.push(
+    '',
+    'Relaxed SIMD (fused multiply-add) against the SIMD binary, same process, same inputs: SIMD ms ÷ relaxed ms (> 1 = relaxed faster).',
+    '',
+    '| runtime | T | fwd | fwd+bwd |',
+    '|---|---:|---:|---:|',
+  );
   for (const r of pairs) {
     const simd = runs.find((s) => s.name === `${r.name}-simd`)!;
     for (const t of [...new Set(r.rows.map((x) => x.t))]) {
@@ -343,7 +445,12 @@ writeFileSync(join(outDir, `${prefix}-latest.md`), md.join('\n') + '\n');
 // ── plots (SVG by hand; PNG through Chromium) ───────────────────────────────────────────────
 const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22'];
 function chart(title: string, yLabel: string, series: Array<{ name: string; pts: Array<[number, number]> }>): string {
-  const W = 760, H = 460, L = 70, R = 210, TOP = 40, B = 50;
+  const W = 760,
+    H = 460,
+    L = 70,
+    R = 210,
+    TOP = 40,
+    B = 50;
   const all = series.flatMap((s) => s.pts).filter(([x, y]) => x > 0 && y > 0);
   if (!all.length) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"><text x="20" y="30">${title}: no data</text></svg>`;
   const lx = (v: number) => Math.log10(v);
@@ -351,11 +458,15 @@ function chart(title: string, yLabel: string, series: Array<{ name: string; pts:
   const [y0, y1] = [Math.floor(Math.min(...all.map((p) => lx(p[1])))), Math.ceil(Math.max(...all.map((p) => lx(p[1]))))];
   const sx = (v: number) => L + ((lx(v) - x0) / (x1 - x0 || 1)) * (W - L - R);
   const sy = (v: number) => H - B - ((lx(v) - y0) / (y1 - y0 || 1)) * (H - TOP - B);
-  const o: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>`];
+  const o: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>`,
+  ];
   o.push(`<text x="${W / 2 - R / 2}" y="22" text-anchor="middle" font-size="15">${title}</text>`);
   for (let e = y0; e <= y1; e++) {
     const y = sy(10 ** e);
-    o.push(`<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#ddd"/><text x="${L - 6}" y="${y + 4}" text-anchor="end">${10 ** e >= 1 ? 10 ** e : (10 ** e).toPrecision(1)}</text>`);
+    o.push(
+      `<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#ddd"/><text x="${L - 6}" y="${y + 4}" text-anchor="end">${10 ** e >= 1 ? 10 ** e : (10 ** e).toPrecision(1)}</text>`,
+    );
   }
   for (const t of [...new Set(all.map((p) => p[0]))]) {
     const x = sx(t);
@@ -367,22 +478,43 @@ function chart(title: string, yLabel: string, series: Array<{ name: string; pts:
     const pts = s.pts.filter(([x, y]) => x > 0 && y > 0).sort((a, b) => a[0] - b[0]);
     const c = COLORS[i % COLORS.length];
     const dash = /bwd|RSS/.test(s.name) ? '' : ' stroke-dasharray="5 3"';
-    if (pts.length) o.push(`<polyline fill="none" stroke="${c}" stroke-width="2"${dash} points="${pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`);
+    if (pts.length)
+      o.push(
+        `<polyline fill="none" stroke="${c}" stroke-width="2"${dash} points="${pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`,
+      );
     for (const [x, y] of pts) o.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${c}"/>`);
-    o.push(`<line x1="${W - R + 12}" x2="${W - R + 36}" y1="${TOP + 12 + i * 18}" y2="${TOP + 12 + i * 18}" stroke="${c}" stroke-width="2"${dash}/><text x="${W - R + 42}" y="${TOP + 16 + i * 18}">${s.name}</text>`);
+    o.push(
+      `<line x1="${W - R + 12}" x2="${W - R + 36}" y1="${TOP + 12 + i * 18}" y2="${TOP + 12 + i * 18}" stroke="${c}" stroke-width="2"${dash}/><text x="${W - R + 42}" y="${TOP + 16 + i * 18}">${s.name}</text>`,
+    );
   });
   o.push('</svg>');
   return o.join('\n');
 }
 const ok = runs.filter((r) => !r.error && r.rows.length);
-const timeSvg = chart(`fwd (dashed) and fwd+bwd (solid), B·H=${bh}, M=${m}`, 'ms', ok.flatMap((r) => (['fwd', 'fwdbwd'] as const).map((mode) => ({ name: `${r.name} ${mode === 'fwd' ? 'fwd' : 'fwd+bwd'}`, pts: r.rows.filter((x) => x.mode === mode).map((x) => [x.t, x.medianMs] as [number, number]) }))).filter((s) => s.pts.length));
+const timeSvg = chart(
+  `fwd (dashed) and fwd+bwd (solid), B·H=${bh}, M=${m}`,
+  'ms',
+  ok
+    .flatMap((r) =>
+      (['fwd', 'fwdbwd'] as const).map((mode) => ({
+        name: `${r.name} ${mode === 'fwd' ? 'fwd' : 'fwd+bwd'}`,
+        pts: r.rows.filter((x) => x.mode === mode).map((x) => [x.t, x.medianMs] as [number, number]),
+      })),
+    )
+    .filter((s) => s.pts.length),
+);
 const memSvg = chart(
   `memory, fwd+bwd, B·H=${bh}, M=${m}`,
   'MiB',
-  ok.flatMap((r) => [
-    { name: `${r.name} heap`, pts: r.rows.filter((x) => x.mode === 'fwdbwd').map((x) => [x.t, (x.wasmHeapBytes ?? x.peakBytes ?? 0) / 2 ** 20] as [number, number]) },
-    { name: `${r.name} RSS`, pts: r.rows.filter((x) => x.mode === 'fwdbwd' && x.rssBytes).map((x) => [x.t, x.rssBytes! / 2 ** 20] as [number, number]) },
-  ]).filter((s) => s.pts.length),
+  ok
+    .flatMap((r) => [
+      {
+        name: `${r.name} heap`,
+        pts: r.rows.filter((x) => x.mode === 'fwdbwd').map((x) => [x.t, (x.wasmHeapBytes ?? x.peakBytes ?? 0) / 2 ** 20] as [number, number]),
+      },
+      { name: `${r.name} RSS`, pts: r.rows.filter((x) => x.mode === 'fwdbwd' && x.rssBytes).map((x) => [x.t, x.rssBytes! / 2 ** 20] as [number, number]) },
+    ])
+    .filter((s) => s.pts.length),
 );
 writeFileSync(join(outDir, `${prefix}-time.svg`), timeSvg);
 writeFileSync(join(outDir, `${prefix}-memory.svg`), memSvg);
@@ -390,7 +522,10 @@ if (chrome) {
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({ executablePath: chrome, headless: true });
   try {
-    for (const [name, svg] of [[`${prefix}-time`, timeSvg], [`${prefix}-memory`, memSvg]] as const) {
+    for (const [name, svg] of [
+      [`${prefix}-time`, timeSvg],
+      [`${prefix}-memory`, memSvg],
+    ] as const) {
       const page = await browser.newPage({ viewport: { width: 760, height: 460 } });
       await page.setContent(`<body style="margin:0">${svg}</body>`);
       await page.screenshot({ path: join(outDir, `${name}.png`) });
@@ -400,5 +535,7 @@ if (chrome) {
     await browser.close();
   }
 }
-console.log(`\n${md.join('\n')}\n\nwrote bench/results/${prefix}-${stamp}.json, ${prefix}-latest.{json,md}, ${prefix}-{time,memory}.svg${chrome ? ' and .png' : ''}`);
+console.log(
+  `\n${md.join('\n')}\n\nwrote bench/results/${prefix}-${stamp}.json, ${prefix}-latest.{json,md}, ${prefix}-{time,memory}.svg${chrome ? ' and .png' : ''}`,
+);
 process.exit(0);

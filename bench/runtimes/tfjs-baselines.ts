@@ -42,7 +42,19 @@ for (const method of [tfjsSoftmax, tfjsNaive] as Method[]) {
           samples.push(performance.now() - t0);
         }
         const s = [...samples].sort((a, b) => a - b);
-        rows.push({ method: method.name, t, bh, m, mode, status: 'ok', medianMs: s[Math.floor(s.length / 2)], bestMs: s[0], samplesMs: samples, peakBytes: meas.peakBytes, rssBytes: process.memoryUsage().rss });
+        rows.push({
+          method: method.name,
+          t,
+          bh,
+          m,
+          mode,
+          status: 'ok',
+          medianMs: s[Math.floor(s.length / 2)],
+          bestMs: s[0],
+          samplesMs: samples,
+          peakBytes: meas.peakBytes,
+          rssBytes: process.memoryUsage().rss,
+        });
       } catch (e) {
         rows.push({ method: method.name, t, bh, m, mode, status: `error: ${(e as Error).message.split('\n')[0]}` });
         await method.recover?.().catch(() => {});

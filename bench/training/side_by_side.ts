@@ -46,19 +46,61 @@ interface Run {
 }
 
 function lastJson(stdout: string): Run {
-  const line = stdout.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+  const line = stdout
+    .trim()
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('{'));
   if (!line) throw new Error('no JSON line in the output');
   return JSON.parse(line) as Run;
 }
 
-function child(cmd: string, args: string[], env: Record<string, string> = {}, timeoutMs = 3_600_000, progress = false): { ok: boolean; stdout: string; error?: string } {
-  const r = spawnSync(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * MB, stdio: ['ignore', 'pipe', progress ? 'inherit' : 'pipe'] });
+function child(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 3_600_000,
+  progress = false,
+): { ok: boolean; stdout: string; error?: string } {
+  const r = spawnSync(cmd, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    maxBuffer: 64 * MB,
+    stdio: ['ignore', 'pipe', progress ? 'inherit' : 'pipe'],
+  });
   if (r.status === 0) return { ok: true, stdout: r.stdout };
-  return { ok: false, stdout: r.stdout ?? '', error: `${cmd} exited ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ').slice(0, 300)}` };
+  return {
+    ok: false,
+    stdout: r.stdout ?? '',
+    error: `${cmd} exited ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ').slice(0, 300)}`,
+  };
 }
 
-function ours(config: string, feature: string, T: number, slice: number, reps: number, extra: string[] = [], progress = false, node: { exec: string; flags: string[] } = { exec: process.execPath, flags: [] }): Run {
-  const args = [...node.flags, '--max-old-space-size=8192', '--import', 'tsx', path.join(HERE, 'step.ts'), `--config=${config}`, `--feature=${feature}`, `--t=${T}`, `--slice=${slice}`, `--reps=${reps}`, ...extra];
+function ours(
+  config: string,
+  feature: string,
+  T: number,
+  slice: number,
+  reps: number,
+  extra: string[] = [],
+  progress = false,
+  node: { exec: string; flags: string[] } = { exec: process.execPath, flags: [] },
+): Run {
+  const args = [
+    ...node.flags,
+    '--max-old-space-size=8192',
+    '--import',
+    'tsx',
+    path.join(HERE, 'step.ts'),
+    `--config=${config}`,
+    `--feature=${feature}`,
+    `--t=${T}`,
+    `--slice=${slice}`,
+    `--reps=${reps}`,
+    ...extra,
+  ];
   const r = child(node.exec, args, {}, 3_600_000, progress);
   if (!r.ok) return { method: 'ours', threads: 1, config, feature, T, slice, stepMs: [], tokensPerSec: NaN, peakRssBytes: NaN, losses: [], error: r.error };
   return lastJson(r.stdout);
@@ -76,9 +118,20 @@ function torchPython(): { python?: string; why: string } {
 
 function pytorch(python: string, attention: string, config: string, feature: string, T: number, slice: number, threads: number, reps: number): Run {
   const n = String(threads);
-  const args = [path.join(HERE, 'torch_slim.py'), 'bench', `--attention=${attention}`, `--config=${config}`, `--feature=${feature}`, `--t=${T}`, `--slice=${slice}`, `--threads=${n}`, `--reps=${reps}`];
+  const args = [
+    path.join(HERE, 'torch_slim.py'),
+    'bench',
+    `--attention=${attention}`,
+    `--config=${config}`,
+    `--feature=${feature}`,
+    `--t=${T}`,
+    `--slice=${slice}`,
+    `--threads=${n}`,
+    `--reps=${reps}`,
+  ];
   const r = child(python, args, { OPENBLAS_NUM_THREADS: n, OMP_NUM_THREADS: n, MKL_NUM_THREADS: n });
-  if (!r.ok) return { method: `pytorch-${attention}`, threads, config, feature, T, slice, stepMs: [], tokensPerSec: NaN, peakRssBytes: NaN, losses: [], error: r.error };
+  if (!r.ok)
+    return { method: `pytorch-${attention}`, threads, config, feature, T, slice, stepMs: [], tokensPerSec: NaN, peakRssBytes: NaN, losses: [], error: r.error };
   return lastJson(r.stdout);
 }
 
@@ -126,7 +179,10 @@ export async function compare(o: { reps: number; slice: number; T: number; prefi
       for (const threads of [1, 2]) runs.push(pytorch(torch.python, 'chunked', c.config, c.feature, o.T, o.slice, threads, o.reps));
       if (o.prefixSum) runs.push(pytorch(torch.python, 'prefix-sum', c.config, c.feature, o.T, o.slice, 1, c.config === 'ptb' ? 1 : o.reps));
     }
-    for (const r of runs) console.log(`${c.config} ${c.feature} ${r.method.padEnd(18)} ${r.threads} thread(s): ${fmtTok(r)} tokens/s, step ${fmtMs(r)} ms, peak RSS ${fmtRss(r)} MiB`);
+    for (const r of runs)
+      console.log(
+        `${c.config} ${c.feature} ${r.method.padEnd(18)} ${r.threads} thread(s): ${fmtTok(r)} tokens/s, step ${fmtMs(r)} ms, peak RSS ${fmtRss(r)} MiB`,
+      );
     rows.push({ ...c, runs });
   }
 
@@ -141,17 +197,20 @@ export async function compare(o: { reps: number; slice: number; T: number; prefi
     header,
     `- PyTorch: ${torch.why}; its model checked against the reference vectors: ${check}`,
     `- Command: \`npm run bench:training -- --compare\` (T = ${o.T}, slice ${o.slice}, B = 1, Adam, median of ${o.reps} steps after a warm-up step; every row a fresh process)`,
-    '- ours: `ReferenceLM` + `SlimTrainer`, TF.js wasm backend (one thread: tfjs-backend-wasm has no threads in Node). PyTorch: bench/training/torch_slim.py, the same architecture and SLiM step; `chunked` = attention as matrix products per slice, `prefix-sum` = the paper\'s formulation (cumulative sums of per-token outer products); threads set by `torch.set_num_threads` and `OPENBLAS_NUM_THREADS`.',
+    "- ours: `ReferenceLM` + `SlimTrainer`, TF.js wasm backend (one thread: tfjs-backend-wasm has no threads in Node). PyTorch: bench/training/torch_slim.py, the same architecture and SLiM step; `chunked` = attention as matrix products per slice, `prefix-sum` = the paper's formulation (cumulative sums of per-token outer products); threads set by `torch.set_num_threads` and `OPENBLAS_NUM_THREADS`.",
     '',
     '| config | feature | method | threads | tokens/s | step (ms) | peak RSS (MiB) | ours ÷ this |',
     '|---|---|---|---:|---:|---:|---:|---:|',
     ...rows.flatMap((row) =>
-      row.runs.map((r) => `| ${row.config} | ${row.feature} | ${r.method} | ${r.threads} | ${fmtTok(r)} | ${fmtMs(r)} | ${fmtRss(r)} | ${r.method === 'ours' ? '' : ratio(row, r.method, r.threads).toFixed(2)} |`),
+      row.runs.map(
+        (r) =>
+          `| ${row.config} | ${row.feature} | ${r.method} | ${r.threads} | ${fmtTok(r)} | ${fmtMs(r)} | ${fmtRss(r)} | ${r.method === 'ours' ? '' : ratio(row, r.method, r.threads).toFixed(2)} |`,
+      ),
     ),
     '',
     '## Dense products inside our step',
     '',
-    'Every `BatchMatMul` of one profiled step, grouped by shape (the explicit transposes that feed them are timed separately), against TF.js\'s untransposed 2-D `matMul` on the same shape, timed in the same process (best of 5 batches).',
+    "Every `BatchMatMul` of one profiled step, grouped by shape (the explicit transposes that feed them are timed separately), against TF.js's untransposed 2-D `matMul` on the same shape, timed in the same process (best of 5 batches).",
     '',
     ...rows.flatMap((row) => {
       const r = row.runs[0];
@@ -163,7 +222,10 @@ export async function compare(o: { reps: number; slice: number; T: number; prefi
         '',
         '| m × k × n | calls | ms | GFLOP/s in the step | TF.js fast path GFLOP/s | ratio |',
         '|---|---:|---:|---:|---:|---:|',
-        ...r.products.map((p) => `| ${p.m} × ${p.k} × ${p.n} | ${p.calls} | ${p.ms.toFixed(1)} | ${p.gflops.toFixed(1)} | ${p.fastPathGflops.toFixed(1)} | ${(p.gflops / p.fastPathGflops).toFixed(2)} |`),
+        ...r.products.map(
+          (p) =>
+            `| ${p.m} × ${p.k} × ${p.n} | ${p.calls} | ${p.ms.toFixed(1)} | ${p.gflops.toFixed(1)} | ${p.fastPathGflops.toFixed(1)} | ${(p.gflops / p.fastPathGflops).toFixed(2)} |`,
+        ),
         '',
       ];
     }),
@@ -192,7 +254,8 @@ export async function binaries(o: { reps: number; slice: number; T: number; node
   const rows: Array<{ config: string; feature: string; runs: Run[] }> = [];
   for (const c of cases) {
     const runs = ['relaxed', 'simd', 'scalar'].map((b) => ours(c.config, c.feature, o.T, o.slice, o.reps, [`--binary=${b}`], false, node));
-    for (const r of runs) console.log(`${c.config} ${c.feature} ${(r.binary ?? '?').padEnd(8)}: ${fmtTok(r)} tokens/s, step ${fmtMs(r)} ms, peak RSS ${fmtRss(r)} MiB`);
+    for (const r of runs)
+      console.log(`${c.config} ${c.feature} ${(r.binary ?? '?').padEnd(8)}: ${fmtTok(r)} tokens/s, step ${fmtMs(r)} ms, peak RSS ${fmtRss(r)} MiB`);
     rows.push({ ...c, runs });
   }
   const md = [
@@ -200,13 +263,16 @@ export async function binaries(o: { reps: number; slice: number; T: number; node
     '',
     header,
     `- Runtime: ${version}${node.flags.length ? ` with ${node.flags.join(' ')}` : ''}; command: \`npm run bench:training -- --binaries\` (T = ${o.T}, slice ${o.slice}, B = 1, Adam, median of ${o.reps} steps after a warm-up; every row a fresh process)`,
-    '- The binary is that of our attention kernels; the dense layers, norms and Adam run on TF.js\'s wasm backend (its own SIMD binary, one thread) in every row.',
+    "- The binary is that of our attention kernels; the dense layers, norms and Adam run on TF.js's wasm backend (its own SIMD binary, one thread) in every row.",
     '',
     '| config | feature | binary | tokens/s | step (ms) | ÷ SIMD step | peak RSS (MiB) |',
     '|---|---|---|---:|---:|---:|---:|',
     ...rows.flatMap((row) => {
       const simd = row.runs.find((r) => r.binary === 'simd' && !r.error);
-      return row.runs.map((r) => `| ${row.config} | ${row.feature} | ${r.binary ?? '—'} | ${fmtTok(r)} | ${fmtMs(r)} | ${simd && !r.error ? (median(r.stepMs) / median(simd.stepMs)).toFixed(2) : '—'} | ${fmtRss(r)} |`);
+      return row.runs.map(
+        (r) =>
+          `| ${row.config} | ${row.feature} | ${r.binary ?? '—'} | ${fmtTok(r)} | ${fmtMs(r)} | ${simd && !r.error ? (median(r.stepMs) / median(simd.stepMs)).toFixed(2) : '—'} | ${fmtRss(r)} |`,
+      );
     }),
     '',
   ].join('\n');
@@ -222,11 +288,15 @@ export async function long(o: { longT: number; slice: number }): Promise<void> {
     console.log(`T = ${T} …`);
     const r = ours('small', 'favor+', T, o.slice, 1, T > 65_536 ? ['--progress'] : [], T > 65_536);
     runs.push(r);
-    console.log(`T = ${T}: ${r.error ?? `step ${(median(r.stepMs) / 1000).toFixed(1)} s, ${r.tokensPerSec.toFixed(0)} tokens/s, peak RSS ${(r.peakRssBytes / MB).toFixed(0)} MiB, loss ${r.losses[0].toFixed(4)}`}`);
+    console.log(
+      `T = ${T}: ${r.error ?? `step ${(median(r.stepMs) / 1000).toFixed(1)} s, ${r.tokensPerSec.toFixed(0)} tokens/s, peak RSS ${(r.peakRssBytes / MB).toFixed(0)} MiB, loss ${r.losses[0].toFixed(4)}`}`,
+    );
   }
   const [short, far] = runs;
   const memRatio = far.peakRssBytes / short.peakRssBytes;
-  console.log(`peak RSS at T = ${o.longT} / T = 1024: ${memRatio.toFixed(3)} (target ≤ 1.2); step at T = ${o.longT}: ${(median(far.stepMs) / 60000).toFixed(1)} min (target < 10)`);
+  console.log(
+    `peak RSS at T = ${o.longT} / T = 1024: ${memRatio.toFixed(3)} (target ≤ 1.2); step at T = ${o.longT}: ${(median(far.stepMs) / 60000).toFixed(1)} min (target < 10)`,
+  );
   const md = [
     '# One SLiM training step over a long sequence',
     '',
@@ -235,7 +305,10 @@ export async function long(o: { longT: number; slice: number }): Promise<void> {
     '',
     '| T | step | tokens/s | peak RSS (MiB) | loss |',
     '|---:|---:|---:|---:|---:|',
-    ...runs.map((r) => `| ${r.T} | ${r.error ? r.error : `${(median(r.stepMs) / 1000).toFixed(1)} s`} | ${fmtTok(r)} | ${fmtRss(r)} | ${r.error ? '—' : r.losses[0].toFixed(4)} |`),
+    ...runs.map(
+      (r) =>
+        `| ${r.T} | ${r.error ? r.error : `${(median(r.stepMs) / 1000).toFixed(1)} s`} | ${fmtTok(r)} | ${fmtRss(r)} | ${r.error ? '—' : r.losses[0].toFixed(4)} |`,
+    ),
     '',
     `Peak RSS ratio T = ${o.longT} / T = 1024: **${memRatio.toFixed(3)}** (target ≤ 1.2).`,
     '',

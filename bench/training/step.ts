@@ -121,9 +121,10 @@ if (flags.has('products')) {
   for (const p of products) {
     p.gflops = (2 * p.m * p.k * p.n * p.calls) / (p.ms * 1e6);
     const [a, b] = [tf.randomNormal([p.m, p.k]), tf.randomNormal([p.k, p.n])];
-    const run = () => tf.tidy(() => {
-      tf.matMul(a, b).dataSync();
-    });
+    const run = () =>
+      tf.tidy(() => {
+        tf.matMul(a, b).dataSync();
+      });
     run();
     // Best of 5 batches: the fast path at its fastest, so the ratio errs against us on a noisy machine.
     const n = Math.max(3, Math.min(50, Math.round(1e9 / (2 * p.m * p.k * p.n))));

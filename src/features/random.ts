@@ -238,16 +238,7 @@ export interface RandomProjectionOptions extends Omit<HeadProjectionOptions, 'he
   h: number;
 }
 
-function fillHead(
-  out: Float32Array,
-  offset: number,
-  m: number,
-  d: number,
-  seed: Seed,
-  head: number,
-  norms: NormMode,
-  orthogonal: boolean,
-): void {
+function fillHead(out: Float32Array, offset: number, m: number, d: number, seed: Seed, head: number, norms: NormMode, orthogonal: boolean): void {
   const rng = new Rng(deriveSeed(seed, head));
   const rows = new Float64Array(m * d); // [m, d]
   if (orthogonal) {

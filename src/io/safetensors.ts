@@ -47,7 +47,8 @@ export function parseSafetensors(bytes: Uint8Array): { tensors: Map<string, Tens
   if (bytes.length < 8) bad(`file is ${bytes.length} bytes, shorter than the 8-byte header length`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = view.getBigUint64(0, true);
-  if (n > BigInt(Math.min(MAX_HEADER, bytes.length - 8))) bad(`header length ${n} exceeds the file (${bytes.length - 8} bytes after the length) or the ${MAX_HEADER}-byte limit`);
+  if (n > BigInt(Math.min(MAX_HEADER, bytes.length - 8)))
+    bad(`header length ${n} exceeds the file (${bytes.length - 8} bytes after the length) or the ${MAX_HEADER}-byte limit`);
   const headerLen = Number(n);
   let header: Record<string, unknown>;
   try {
@@ -71,12 +72,15 @@ export function parseSafetensors(bytes: Uint8Array): { tensors: Map<string, Tens
     }
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== 'object' || e === null) bad(`entry ${name} must be an object`);
-    if (typeof e.dtype !== 'string' || !Object.hasOwn(SIZE, e.dtype)) bad(`tensor ${name}: unknown dtype ${JSON.stringify(e.dtype)} (known: ${Object.keys(SIZE).join(', ')})`);
+    if (typeof e.dtype !== 'string' || !Object.hasOwn(SIZE, e.dtype))
+      bad(`tensor ${name}: unknown dtype ${JSON.stringify(e.dtype)} (known: ${Object.keys(SIZE).join(', ')})`);
     const dtype = e.dtype as DType;
-    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`tensor ${name}: shape must be a list of non-negative integers`);
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      bad(`tensor ${name}: shape must be a list of non-negative integers`);
     const shape = e.shape as number[];
     const off = e.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((x) => Number.isSafeInteger(x) && x >= 0)) bad(`tensor ${name}: data_offsets must be [begin, end]`);
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((x) => Number.isSafeInteger(x) && x >= 0))
+      bad(`tensor ${name}: data_offsets must be [begin, end]`);
     const [begin, end] = off as number[];
     if (begin > end || end > dataLen) bad(`tensor ${name}: data_offsets [${begin}, ${end}] lie outside the ${dataLen}-byte data section`);
     const count = shape.reduce((a, b) => a * b, 1);
@@ -113,7 +117,10 @@ function dtypeOf(data: TensorData): DType {
 }
 
 /** Writes tensors (in the given order) and string metadata as a safetensors buffer. */
-export function writeSafetensors(tensors: Map<string, { shape: number[]; data: TensorData; dtype?: DType }>, metadata: Record<string, string> = {}): Uint8Array {
+export function writeSafetensors(
+  tensors: Map<string, { shape: number[]; data: TensorData; dtype?: DType }>,
+  metadata: Record<string, string> = {},
+): Uint8Array {
   if (!isLittleEndian) bad('big-endian hosts are not supported');
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;

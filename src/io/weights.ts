@@ -38,7 +38,8 @@ export function importWeights(model: WeightedModel, bytes: Uint8Array): Record<s
     if (t.shape.join() !== v.shape.join()) throw new Error(`importWeights: ${name} must be [${v.shape}], the file has [${t.shape}]`);
     const data = Float32Array.from(t.data as Float32Array | Float64Array);
     const i = data.findIndex((x) => !Number.isFinite(x));
-    if (i >= 0) throw new Error(`importWeights: ${name}[${i}] is ${data[i]} in the file${Number.isFinite(t.data[i]) ? ' (beyond float32)' : ''}; weights must be finite`);
+    if (i >= 0)
+      throw new Error(`importWeights: ${name}[${i}] is ${data[i]} in the file${Number.isFinite(t.data[i]) ? ' (beyond float32)' : ''}; weights must be finite`);
     return data;
   });
   // Everything checked: now write (the model is untouched when any check fails).

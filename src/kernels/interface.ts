@@ -15,7 +15,7 @@ import type {
   FeatureGrads,
   FeaturesBackwardArgs,
   FeaturesForwardArgs,
-  ForwardResult,
+  CausalForwardResult,
   StepArgs,
   UnrollArgs,
 } from './types.ts';
@@ -29,11 +29,11 @@ export type KernelBackend = 'wasm' | 'webgpu' | 'pool';
 export interface AttentionKernels<Async extends boolean = boolean> {
   readonly backend: KernelBackend;
   /** Causal attention `[b, h, t, ·]` with a carried state in and out. */
-  causalForward(a: CausalForwardArgs): KernelResult<Async, ForwardResult>;
+  causalForward(a: CausalForwardArgs): KernelResult<Async, CausalForwardResult>;
   /** Gradients of {@link causalForward} (and of the state it started from). */
   causalBackward(a: CausalBackwardArgs): KernelResult<Async, CausalGrads>;
   /** Causal attention over precomputed non-negative features `phiQ`, `phiK`. */
-  causalForwardFeatures(a: FeaturesForwardArgs): KernelResult<Async, ForwardResult>;
+  causalForwardFeatures(a: FeaturesForwardArgs): KernelResult<Async, CausalForwardResult>;
   /** Gradients of {@link causalForwardFeatures} with respect to the features and values. */
   causalBackwardFeatures(a: FeaturesBackwardArgs): KernelResult<Async, FeatureGrads>;
   /** Non-causal attention: every token attends to all. */
@@ -45,7 +45,7 @@ export interface AttentionKernels<Async extends boolean = boolean> {
 
 /** One decoding step per `(b, h)`: the wasm and WebGPU kernels have it, the pool not. */
 export interface StepKernels<Async extends boolean = boolean> extends AttentionKernels<Async> {
-  recurrentStep(a: StepArgs): KernelResult<Async, ForwardResult>;
+  recurrentStep(a: StepArgs): KernelResult<Async, CausalForwardResult>;
 }
 
 /**

@@ -131,7 +131,7 @@ export interface UnrollArgs extends Omit<CausalArgs, 'q' | 'eps'> {
 }
 
 /** What a causal forward returns: the output `[b, h, t, dv]` and the state after the last token. */
-export interface ForwardResult {
+export interface CausalForwardResult {
   out: Float32Array;
   state: AttnState;
 }

@@ -18,7 +18,7 @@ function describe(x: unknown): string {
   if (x === null) return 'null';
   if (ArrayBuffer.isView(x)) return `${x.constructor.name}(${(x as Float32Array).length})`;
   if (Array.isArray(x)) return `Array(${x.length})`;
-  return typeof x === 'object' ? (x as object).constructor?.name ?? 'object' : `${typeof x} ${String(x)}`;
+  return typeof x === 'object' ? ((x as object).constructor?.name ?? 'object') : `${typeof x} ${String(x)}`;
 }
 
 export function posInt(fn: string, name: string, x: unknown): number {
@@ -122,7 +122,10 @@ export function checkEps(fn: string, eps: unknown): number {
 /** Refuses work that cannot fit in a 4 GiB wasm32 address space, before allocating anything. */
 export function checkFits(fn: string, bytes: number, limit: number): void {
   if (bytes > limit) {
-    fail(fn, `this call needs about ${(bytes / 1024 ** 3).toFixed(2)} GiB of wasm memory, more than the ${(limit / 1024 ** 3).toFixed(0)} GiB a wasm32 instance can address; split the batch or the sequence`);
+    fail(
+      fn,
+      `this call needs about ${(bytes / 1024 ** 3).toFixed(2)} GiB of wasm memory, more than the ${(limit / 1024 ** 3).toFixed(0)} GiB a wasm32 instance can address; split the batch or the sequence`,
+    );
   }
 }
 
@@ -184,7 +187,13 @@ const F32_MAX = 3.4028234663852886e38;
  * so this is float32 overflow: FAVOR+ logits `ω·x·d^(-1/4)` and `|x|²·d^(-1/2)/2`, or prefix
  * sums of feature·value products, beyond ~3.4e38. The wasm kernels refuse the same in the crate.
  */
-export function checkFiniteResult(fn: string, feature: FeatureMap | 'identity', inputs: string, results: Array<[string, ArrayLike<number>]>, allowNegInf = false): void {
+export function checkFiniteResult(
+  fn: string,
+  feature: FeatureMap | 'identity',
+  inputs: string,
+  results: Array<[string, ArrayLike<number>]>,
+  allowNegInf = false,
+): void {
   for (const [name, x] of results) {
     for (let i = 0; i < x.length; i++) {
       const e = x[i];
@@ -195,7 +204,9 @@ export function checkFiniteResult(fn: string, feature: FeatureMap | 'identity', 
           : feature === 'identity'
             ? 'the prefix sums of phiK·v and phiQ·S must stay below 3e38'
             : `${feature} features times values, summed over the sequence, must stay below 3e38`;
-      throw new ArgError(`${fn}: the result is not finite (${name}[${i}] is ${e}): ${inputs} are finite but too large for float32 (${why}); scale the inputs down`);
+      throw new ArgError(
+        `${fn}: the result is not finite (${name}[${i}] is ${e}): ${inputs} are finite but too large for float32 (${why}); scale the inputs down`,
+      );
     }
   }
 }

@@ -14,11 +14,11 @@ import { dense } from '../tfjs/ops/dense.ts';
 import { layerNorm } from '../tfjs/ops/norm.ts';
 import { performerAttention } from '../tfjs/op.ts';
 import { performerAttentionWebGPU } from '../tfjs/webgpu_op.ts';
-import type { AttnState, FeatureMap, StateGrad } from '../kernels/types.ts';
+import type { AttnState, FeatureMap } from '../kernels/types.ts';
 import { emptyState } from '../kernels/state.ts';
 import type { SyncKernels } from '../kernels/interface.ts';
 import type { WebGPUKernels } from '../webgpu/kernels.ts';
-import type { SequenceModel } from './sequence_model.ts';
+import type { ForwardOptions, ForwardResult, SequenceModel } from './sequence_model.ts';
 
 export interface PerformerLMConfig {
   vocabSize: number;
@@ -38,25 +38,7 @@ export interface PerformerLMConfig {
   seed?: number;
 }
 
-/** What a layer's attention starts from: a state, or a function of the layer's own `k, v`. */
-export type StateSource = AttnState | ((kv: { k: Float32Array; v: Float32Array }) => AttnState) | undefined;
-
-export interface ForwardOptions {
-  /** Position of the first token (default 0). */
-  offset?: number;
-  /** Per layer: the state to continue from. */
-  states?: StateSource[];
-  /** Per layer: upstream gradient of the output state, sink for the input state's gradient. */
-  stateGrads?: Array<{ upstream?: StateGrad; onInput?: (g: StateGrad) => void } | undefined>;
-}
-
-export interface ForwardResult {
-  /** `[B, T, vocab]` */
-  logits: tf.Tensor3D;
-  /** Per layer: the state each layer started from (resolved) and ended with. */
-  statesIn: AttnState[];
-  statesOut: AttnState[];
-}
+export type { ForwardOptions, ForwardResult, StateSource } from './sequence_model.ts';
 
 interface Block {
   ln1g: tf.Variable;
@@ -182,12 +164,23 @@ export class PerformerLM {
    * (`performerAttentionWebGPU`): states are GPU tensors `[B·heads, gpuStateWords(features,
    * headWidth)]` (undefined: empty), differentiable both ways, and nothing is read back.
    */
-  forwardWebGPU(tokens: tf.Tensor2D, o: { kernels: WebGPUKernels; offset?: number; states?: Array<tf.Tensor2D | undefined> }): { logits: tf.Tensor3D; statesOut: tf.Tensor2D[] } {
+  forwardWebGPU(
+    tokens: tf.Tensor2D,
+    o: { kernels: WebGPUKernels; offset?: number; states?: Array<tf.Tensor2D | undefined> },
+  ): { logits: tf.Tensor3D; statesOut: tf.Tensor2D[] } {
     const statesOut: tf.Tensor2D[] = [];
     const { dModel: D, feature, features, chunk } = this.config;
     const logits = this.run(tokens, o.offset ?? 0, (l, q, k, v) => {
       const [B, , T] = q.shape;
-      const r = performerAttentionWebGPU(q, k, v, { kernels: o.kernels, feature, omega: this.omegas[l], m: features, causal: true, chunk, state: o.states?.[l] });
+      const r = performerAttentionWebGPU(q, k, v, {
+        kernels: o.kernels,
+        feature,
+        omega: this.omegas[l],
+        m: features,
+        causal: true,
+        chunk,
+        state: o.states?.[l],
+      });
       statesOut.push(r.state!);
       return tf.reshape(tf.transpose(r.out, [0, 2, 1, 3]), [B, T, D]) as tf.Tensor3D;
     });
@@ -280,7 +273,11 @@ export interface GenerateOptions {
  */
 function decode(prompt: number[], o: GenerateOptions, step: (ids: number[], pos: number) => Float32Array): number[];
 function decode(prompt: number[], o: GenerateOptions, step: (ids: number[], pos: number) => Promise<Float32Array>): Promise<number[]>;
-function decode(prompt: number[], o: GenerateOptions, step: (ids: number[], pos: number) => Float32Array | Promise<Float32Array>): number[] | Promise<number[]> {
+function decode(
+  prompt: number[],
+  o: GenerateOptions,
+  step: (ids: number[], pos: number) => Float32Array | Promise<Float32Array>,
+): number[] | Promise<number[]> {
   if (prompt.length === 0) throw new TypeError('generate: prompt must hold at least one token');
   const rng = new Rng(o.seed ?? 0);
   const slice = o.sliceLength ?? 256;

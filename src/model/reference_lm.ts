@@ -102,7 +102,17 @@ export class ReferenceLM implements SequenceModel {
     const out: Array<[string, number[]]> = [['input_map.weight', [vocab, hidden / 2]]];
     for (let l = 0; l < layers; l++) {
       for (const p of LAYER_PARAMS) {
-        const shape = p.startsWith('U_map') ? (p.endsWith('weight') ? [ffn, hidden] : [ffn]) : p.startsWith('V_map') ? (p.endsWith('weight') ? [hidden, ffn] : [hidden]) : p.endsWith('map.weight') ? [hidden, hidden] : [hidden];
+        const shape = p.startsWith('U_map')
+          ? p.endsWith('weight')
+            ? [ffn, hidden]
+            : [ffn]
+          : p.startsWith('V_map')
+            ? p.endsWith('weight')
+              ? [hidden, ffn]
+              : [hidden]
+            : p.endsWith('map.weight')
+              ? [hidden, hidden]
+              : [hidden];
         out.push([`layers.${l}.${p}`, shape]);
       }
     }
@@ -116,7 +126,9 @@ export class ReferenceLM implements SequenceModel {
 
   /** Assigns weights by PyTorch name (float32 or float64 values); every parameter is required. */
   setWeights(weights: Map<string, { shape: number[]; data: ArrayLike<number> }>): void {
-    const missing = this.shapes().filter(([n]) => !weights.has(n)).map(([n]) => n);
+    const missing = this.shapes()
+      .filter(([n]) => !weights.has(n))
+      .map(([n]) => n);
     const extra = [...weights.keys()].filter((n) => !this.vars.has(n));
     if (missing.length || extra.length) throw new Error(`ReferenceLM.setWeights: missing [${missing.join(', ')}], unexpected [${extra.join(', ')}]`);
     for (const [name, shape] of this.shapes()) {

@@ -21,7 +21,7 @@ import type {
   FeatureGrads,
   FeaturesBackwardArgs,
   FeaturesForwardArgs,
-  ForwardResult,
+  CausalForwardResult,
 } from '../kernels/types.ts';
 import { init, type InitOptions, type Kernels } from '../wasm/kernels.ts';
 import { ArgError } from '../kernels/validate.ts';
@@ -80,7 +80,8 @@ export async function detectThreads(): Promise<ThreadSupport> {
   }
   const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
   const hw = typeof nav?.hardwareConcurrency === 'number' && nav.hardwareConcurrency > 0 ? nav.hardwareConcurrency : null;
-  if (typeof (globalThis as { Worker?: unknown }).Worker === 'function') return { mode: 'web-workers', hardwareThreads: hw, source: 'navigator.hardwareConcurrency' };
+  if (typeof (globalThis as { Worker?: unknown }).Worker === 'function')
+    return { mode: 'web-workers', hardwareThreads: hw, source: 'navigator.hardwareConcurrency' };
   return { mode: null, hardwareThreads: hw, source: 'no Worker in this runtime' };
 }
 
@@ -104,7 +105,13 @@ function rebuildError(name: string, message: string): Error {
   return e;
 }
 
-function wireSlot(post: Slot['post'], terminate: () => void, busy: (on: boolean) => void, listen: (f: (m: FromWorker) => void) => void, onFail: (f: (e: Error) => void) => void): Slot {
+function wireSlot(
+  post: Slot['post'],
+  terminate: () => void,
+  busy: (on: boolean) => void,
+  listen: (f: (m: FromWorker) => void) => void,
+  onFail: (f: (e: Error) => void) => void,
+): Slot {
   const pending: Slot['pending'] = new Map();
   let readyResolve!: (binary: WasmBinary) => void;
   let readyReject!: (e: Error) => void;
@@ -168,8 +175,20 @@ async function spawnNode(options: ToWorker & { type: 'init' }): Promise<Slot> {
     (on) => (on ? w.ref() : w.unref()),
     (f) => w.on('message', f),
     (f) => {
-      w.on('error', (e) => f(new Error(`slim-performer/parallel: a worker failed (${e?.message ?? String(e)}); its calls are rejected and the pool starts a new worker for the next call`)));
-      w.on('exit', (code) => f(new Error(`slim-performer/parallel: a worker exited (code ${code}) while calls were pending; they are rejected and the pool starts a new worker for the next call`)));
+      w.on('error', (e) =>
+        f(
+          new Error(
+            `slim-performer/parallel: a worker failed (${e?.message ?? String(e)}); its calls are rejected and the pool starts a new worker for the next call`,
+          ),
+        ),
+      );
+      w.on('exit', (code) =>
+        f(
+          new Error(
+            `slim-performer/parallel: a worker exited (code ${code}) while calls were pending; they are rejected and the pool starts a new worker for the next call`,
+          ),
+        ),
+      );
     },
   );
   slot.busy(true);
@@ -189,7 +208,14 @@ async function spawnWeb(options: ToWorker & { type: 'init' }): Promise<Slot> {
     () => w.terminate(),
     () => {},
     (f) => w.addEventListener('message', (e) => f(e.data as FromWorker)),
-    (f) => w.addEventListener('error', (e) => f(new Error(`slim-performer/parallel: a worker failed (${(e as ErrorEvent).message ?? e}); its calls are rejected and the pool starts a new worker for the next call`))),
+    (f) =>
+      w.addEventListener('error', (e) =>
+        f(
+          new Error(
+            `slim-performer/parallel: a worker failed (${(e as ErrorEvent).message ?? e}); its calls are rejected and the pool starts a new worker for the next call`,
+          ),
+        ),
+      ),
   );
   w.postMessage(options);
   await slot.ready;
@@ -244,7 +270,9 @@ export class KernelPool implements AttentionKernels<true> {
       try {
         fresh = await this.respawn!();
       } catch (e) {
-        throw new Error(`slim-performer/parallel: worker ${i} died (${old.dead.message}) and a new one failed to start (${(e as Error).message})`, { cause: e });
+        throw new Error(`slim-performer/parallel: worker ${i} died (${old.dead.message}) and a new one failed to start (${(e as Error).message})`, {
+          cause: e,
+        });
       }
       if (this.disposed) {
         fresh.terminate();
@@ -279,7 +307,8 @@ export class KernelPool implements AttentionKernels<true> {
     if (want !== 'auto' && !(Number.isInteger(want) && want >= 1)) {
       throw new ArgError(`KernelPool.create: threads must be a positive integer or 'auto', got ${String(want)}`);
     }
-    if (!(Number.isInteger(maxThreads) && maxThreads >= 1)) throw new ArgError(`KernelPool.create: maxThreads must be a positive integer, got ${String(maxThreads)}`);
+    if (!(Number.isInteger(maxThreads) && maxThreads >= 1))
+      throw new ArgError(`KernelPool.create: maxThreads must be a positive integer, got ${String(maxThreads)}`);
     const support = await detectThreads();
     let threads: number;
     let reason: string;
@@ -354,16 +383,16 @@ export class KernelPool implements AttentionKernels<true> {
     return join(await Promise.all(pending));
   }
 
-  causalForward(a: CausalForwardArgs): Promise<ForwardResult> {
-    return this.dispatch('causalForward', a) as Promise<ForwardResult>;
+  causalForward(a: CausalForwardArgs): Promise<CausalForwardResult> {
+    return this.dispatch('causalForward', a) as Promise<CausalForwardResult>;
   }
 
   causalBackward(a: CausalBackwardArgs): Promise<CausalGrads> {
     return this.dispatch('causalBackward', a) as Promise<CausalGrads>;
   }
 
-  causalForwardFeatures(a: FeaturesForwardArgs): Promise<ForwardResult> {
-    return this.dispatch('causalForwardFeatures', a) as Promise<ForwardResult>;
+  causalForwardFeatures(a: FeaturesForwardArgs): Promise<CausalForwardResult> {
+    return this.dispatch('causalForwardFeatures', a) as Promise<CausalForwardResult>;
   }
 
   causalBackwardFeatures(a: FeaturesBackwardArgs): Promise<FeatureGrads> {

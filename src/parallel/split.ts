@@ -35,13 +35,13 @@ export function sliceArgs(args: Record<string, unknown>, r0: number, r1: number)
     if (isTyped(x)) {
       if (key === 'omega') {
         const per = x.length / dims.h;
-        if (!Number.isInteger(per)) return (ok = false), x;
+        if (!Number.isInteger(per)) return ((ok = false), x);
         const out = new (x.constructor as { new (n: number): Typed })(n * per);
-        for (let j = 0; j < n; j++) out.set(x.subarray(((r0 + j) % dims.h) * per, ((r0 + j) % dims.h + 1) * per), j * per);
+        for (let j = 0; j < n; j++) out.set(x.subarray(((r0 + j) % dims.h) * per, (((r0 + j) % dims.h) + 1) * per), j * per);
         return out;
       }
       const per = x.length / bh;
-      if (!Number.isInteger(per)) return (ok = false), x;
+      if (!Number.isInteger(per)) return ((ok = false), x);
       return x.slice(r0 * per, r1 * per);
     }
     if (key === 'dims') return { ...(x as object), b: 1, h: n };

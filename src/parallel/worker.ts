@@ -51,7 +51,10 @@ function start(parentPort: import('node:worker_threads').MessagePort | null): vo
     parentPort.on('message', (m: ToWorker) => void handle(port, m));
   } else {
     // Web Worker (browsers)
-    const self_ = globalThis as unknown as { postMessage(m: unknown, t?: Transferable[]): void; addEventListener(t: 'message', f: (e: MessageEvent) => void): void };
+    const self_ = globalThis as unknown as {
+      postMessage(m: unknown, t?: Transferable[]): void;
+      addEventListener(t: 'message', f: (e: MessageEvent) => void): void;
+    };
     const port: Port = { post: (m, t) => self_.postMessage(m, t ?? []) };
     self_.addEventListener('message', (e) => void handle(port, e.data as ToWorker));
   }

@@ -4,7 +4,19 @@
  * quadratic form or the recurrent form with stored states (see ./causal_slice.ts).
  */
 import type { StateGrad } from '../kernels/types.ts';
-import { type CausalSlice, checkCausalArgs, checkFeaturesArgs, dot, featuresSlice, fusedSlice, lastOffset, type RefCausalArgs, type RefCausalFeaturesArgs, type SliceGrad, upstreamState } from './causal_slice.ts';
+import {
+  type CausalSlice,
+  checkCausalArgs,
+  checkFeaturesArgs,
+  dot,
+  featuresSlice,
+  fusedSlice,
+  lastOffset,
+  type RefCausalArgs,
+  type RefCausalFeaturesArgs,
+  type SliceGrad,
+  upstreamState,
+} from './causal_slice.ts';
 import { sliceForwardQuadratic } from './causal_forward.ts';
 import { featureBackward } from './feature_map.ts';
 import { type Arr, block, checkLength, rescale } from './util.ts';
@@ -170,12 +182,7 @@ function causalBackwardWith(
     for (let hi = 0; hi < h; hi++) {
       const bh = bi * h + hi;
       const fs = fusedSlice(a, state, bi, hi);
-      const g = sliceGrad(
-        fs.sl,
-        block(a.dOut, bh * t * dv, t * dv),
-        block(up.S, bh * m * dv, m * dv),
-        block(up.z, bh * m, m),
-      );
+      const g = sliceGrad(fs.sl, block(a.dOut, bh * t * dv, t * dv), block(up.S, bh * m * dv, m * dv), block(up.z, bh * m, m));
       dq.set(featureBackward(fs.q, fs.omega, a.feature, d, m, fs.logitsQ, fs.sl.phiQ, g.dPhiQ), bh * t * d);
       dk.set(featureBackward(fs.k, fs.omega, a.feature, d, m, fs.logitsK, fs.sl.phiK, g.dPhiK), bh * t * d);
       dV.set(g.dv, bh * t * dv);
@@ -221,12 +228,7 @@ export function refCausalBackwardFeatures(a: RefCausalFeaturesArgs & { dOut: Arr
   const dV = new Float64Array(b * h * t * dv);
   const dState: StateGrad = { S: new Float64Array(b * h * m * dv), z: new Float64Array(b * h * m) };
   for (let bh = 0; bh < b * h; bh++) {
-    const g = sliceBackward(
-      featuresSlice(a, state, bh),
-      block(a.dOut, bh * t * dv, t * dv),
-      block(up.S, bh * m * dv, m * dv),
-      block(up.z, bh * m, m),
-    );
+    const g = sliceBackward(featuresSlice(a, state, bh), block(a.dOut, bh * t * dv, t * dv), block(up.S, bh * m * dv, m * dv), block(up.z, bh * m, m));
     dPhiQ.set(g.dPhiQ, bh * t * m);
     dPhiK.set(g.dPhiK, bh * t * m);
     dV.set(g.dv, bh * t * dv);

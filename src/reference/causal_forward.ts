@@ -3,7 +3,19 @@
  * token-by-token recurrent forms over every `(b, h)` slice (see ./causal_slice.ts).
  */
 import type { AttnState, Dims } from '../kernels/types.ts';
-import { type CausalSlice, checkCausalArgs, checkFeaturesArgs, dot, featuresSlice, fusedSlice, maskedScores, outputState, type RefCausalArgs, type RefCausalFeaturesArgs, type SliceForward } from './causal_slice.ts';
+import {
+  type CausalSlice,
+  checkCausalArgs,
+  checkFeaturesArgs,
+  dot,
+  featuresSlice,
+  fusedSlice,
+  maskedScores,
+  outputState,
+  type RefCausalArgs,
+  type RefCausalFeaturesArgs,
+  type SliceForward,
+} from './causal_slice.ts';
 import { emptyState, rescale } from './util.ts';
 
 /** Quadratic form: num = diag(s) ΦQ S_in + A V, den = diag(s) ΦQ z_in + A 1. */
@@ -86,35 +98,17 @@ function runForward(
 /** Causal forward, quadratic masked form (full T×T matrix per slice). */
 export function refCausalForward(a: RefCausalArgs): { out: Float64Array; state: AttnState } {
   const state = checkCausalArgs(a);
-  return runForward(
-    a.dims,
-    state,
-    a.feature === 'favor',
-    (bi, hi) => fusedSlice(a, state, bi, hi).sl,
-    sliceForwardQuadratic,
-  );
+  return runForward(a.dims, state, a.feature === 'favor', (bi, hi) => fusedSlice(a, state, bi, hi).sl, sliceForwardQuadratic);
 }
 
 /** Causal forward, token-by-token recurrent form (S, z updated per token). */
 export function refCausalForwardRecurrent(a: RefCausalArgs): { out: Float64Array; state: AttnState } {
   const state = checkCausalArgs(a);
-  return runForward(
-    a.dims,
-    state,
-    a.feature === 'favor',
-    (bi, hi) => fusedSlice(a, state, bi, hi).sl,
-    sliceForwardRecurrent,
-  );
+  return runForward(a.dims, state, a.feature === 'favor', (bi, hi) => fusedSlice(a, state, bi, hi).sl, sliceForwardRecurrent);
 }
 
 /** Causal forward on precomputed features `[b, h, t, m]` (0 frame; the offset is passed through). */
 export function refCausalForwardFeatures(a: RefCausalFeaturesArgs): { out: Float64Array; state: AttnState } {
   const state = checkFeaturesArgs(a);
-  return runForward(
-    a.dims,
-    state,
-    false,
-    (bi, hi) => featuresSlice(a, state, bi * a.dims.h + hi),
-    sliceForwardQuadratic,
-  );
+  return runForward(a.dims, state, false, (bi, hi) => featuresSlice(a, state, bi * a.dims.h + hi), sliceForwardQuadratic);
 }

@@ -10,20 +10,14 @@ import type { Arr } from './util.ts';
  * Logits of `x: [t, d]` with `omega: [m, d]` (rows ω_r) or the identity (m = d):
  * favor ℓ_r = ω_r·x' − |x'|²/2 with x' = x·d^(-1/4); otherwise u_r = ω_r·x (or x_r).
  */
-export function refFeatureMap(
-  x: Arr,
-  omega: Arr | undefined,
-  feature: FeatureMap,
-  d: number,
-  m: number,
-): { logits: Float64Array } {
+export function refFeatureMap(x: Arr, omega: Arr | undefined, feature: FeatureMap, d: number, m: number): { logits: Float64Array } {
   if (x.length % d !== 0) throw new Error(`x has length ${x.length}, not a multiple of d = ${d}`);
   if (omega === undefined && (feature === 'favor' || m !== d)) {
     throw new Error('omega is required (favor, or m != d)');
   }
   if (omega !== undefined && omega.length !== m * d) throw new Error(`omega has length ${omega.length}, expected ${m * d}`);
   const t = x.length / d;
-  const scale = feature === 'favor' ? Math.pow(d, -0.25) : 1;
+  const scale = feature === 'favor' ? d ** -0.25 : 1;
   const logits = new Float64Array(t * m); // [t, m]
   const xs = new Float64Array(d); // x' of one row
   for (let i = 0; i < t; i++) {
@@ -85,13 +79,7 @@ function dPhiOf(feature: FeatureMap, u: number): number {
  * Features `[t, m]` from logits `[t, m]`. For favor `rowOffset[i]` is the offset subtracted in
  * row i (φ = exp(ℓ − rowOffset_i)); it is ignored by the other maps.
  */
-export function applyFeature(
-  logits: Float64Array,
-  feature: FeatureMap,
-  t: number,
-  m: number,
-  rowOffset?: Float64Array,
-): Float64Array {
+export function applyFeature(logits: Float64Array, feature: FeatureMap, t: number, m: number, rowOffset?: Float64Array): Float64Array {
   const phi = new Float64Array(t * m); // [t, m]
   for (let i = 0; i < t; i++) {
     for (let r = 0; r < m; r++) {
@@ -137,7 +125,7 @@ export function featureBackward(
       if (omega === undefined) acc = du[c];
       else for (let r = 0; r < m; r++) acc += omega[r * d + c] * du[r];
       if (feature === 'favor') {
-        const scale = Math.pow(d, -0.25);
+        const scale = d ** -0.25;
         const xs = x[i * d + c] * scale;
         acc = scale * (acc - xs * duSum);
       }

@@ -216,7 +216,8 @@ class AttentionCore {
     if (D !== this.width) throw new ArgError(`${this.fn}: input width ${D}, built for ${this.width}`);
     const H = this.s.heads;
     const hd = D / H;
-    const proj = (w: tf.LayerVariable, b: tf.LayerVariable) => tf.transpose(tf.reshape(dense(x, w.read(), b.read()), [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
+    const proj = (w: tf.LayerVariable, b: tf.LayerVariable) =>
+      tf.transpose(tf.reshape(dense(x, w.read(), b.read()), [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
     const kernels = getKernels();
     const spec = { feature: this.s.feature, m: this.s.features ?? hd, causal: this.s.causal, chunk: this.s.chunk };
     const [q, k, v] = [proj(this.wq, this.bq), proj(this.wk, this.bk), proj(this.wv, this.bv)];
@@ -243,7 +244,11 @@ export class PerformerAttention extends tf.layers.Layer {
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
-    this.core.build(widthOf('PerformerAttention', inputShape), (name, shape, init, trainable = true) => this.addWeight(name, shape, 'float32', init, undefined, trainable), '');
+    this.core.build(
+      widthOf('PerformerAttention', inputShape),
+      (name, shape, init, trainable = true) => this.addWeight(name, shape, 'float32', init, undefined, trainable),
+      '',
+    );
     this.built = true;
   }
 
@@ -306,7 +311,8 @@ export class PerformerBlock extends tf.layers.Layer {
     this.ffn = args.ffn ?? undefined;
     this.preLN = args.preLN ?? args.preLn ?? true;
     this.epsilon = args.epsilon ?? 1e-5;
-    if (this.ffn !== undefined && (!Number.isSafeInteger(this.ffn) || this.ffn <= 0)) throw new ArgError(`${fn}: ffn must be a positive integer, got ${this.ffn}`);
+    if (this.ffn !== undefined && (!Number.isSafeInteger(this.ffn) || this.ffn <= 0))
+      throw new ArgError(`${fn}: ffn must be a positive integer, got ${this.ffn}`);
     if (typeof this.preLN !== 'boolean') throw new ArgError(`${fn}: preLN must be a boolean, got ${String(this.preLN)}`);
     if (!(this.epsilon > 0)) throw new ArgError(`${fn}: epsilon must be positive, got ${this.epsilon}`);
   }
@@ -335,7 +341,6 @@ export class PerformerBlock extends tf.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
     return tf.tidy(() => {
       let x: tf.Tensor = oneTensor('PerformerBlock', inputs, this.ln1g.shape[0] ?? undefined);
-      const [B, T, D] = x.shape;
       const ln = (y: tf.Tensor, g: tf.LayerVariable, b: tf.LayerVariable) => layerNorm(y, g.read(), b.read(), this.epsilon);
       const ff = (y: tf.Tensor) => dense(gelu(dense(y, this.w1.read(), this.b1.read())), this.w2.read(), this.b2.read());
       if (this.preLN) {

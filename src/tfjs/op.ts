@@ -55,17 +55,22 @@ export function performerAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4
   if (typeof o !== 'object' || o === null) throw new ArgError(`${fn}: expected an options object { kernels, feature, causal, … }, got ${String(o)}`);
   const K = o.kernels as unknown;
   if (typeof K !== 'object' || K === null || typeof (K as SyncKernels).causalForward !== 'function' || (K as { backend?: string }).backend !== 'wasm') {
-    throw new ArgError(`${fn}: kernels must be a wasm kernel instance from init() (TF.js ops are synchronous: WebGPU kernels go to performerAttentionWebGPU; a worker pool cannot serve them), got ${String(K)}`);
+    throw new ArgError(
+      `${fn}: kernels must be a wasm kernel instance from init() (TF.js ops are synchronous: WebGPU kernels go to performerAttentionWebGPU; a worker pool cannot serve them), got ${String(K)}`,
+    );
   }
   if (typeof o.causal !== 'boolean') throw new ArgError(`${fn}: causal must be a boolean, got ${String(o.causal)}`);
   if (!o.causal && (o.state || o.stateGrad)) throw new ArgError(`${fn}: state is only defined for causal attention`);
   if (o.omega !== undefined && o.omega !== null) {
     if (!(o.omega instanceof Float32Array) || o.omega.length === 0 || o.omega.length % (h * d) !== 0) {
-      throw new ArgError(`${fn}: omega must be a Float32Array [h, m, d] = [${h}, m, ${d}] (a length that is a positive multiple of ${h * d}), got ${o.omega instanceof Float32Array ? `length ${o.omega.length}` : String(o.omega)}`);
+      throw new ArgError(
+        `${fn}: omega must be a Float32Array [h, m, d] = [${h}, m, ${d}] (a length that is a positive multiple of ${h * d}), got ${o.omega instanceof Float32Array ? `length ${o.omega.length}` : String(o.omega)}`,
+      );
     }
   }
   const m = o.m ?? (o.omega ? o.omega.length / (h * d) : d);
-  if (o.omega && m * h * d !== o.omega.length) throw new ArgError(`${fn}: m is ${m} but omega holds ${o.omega.length / (h * d)} features per head ([h, m, d] = [${h}, ?, ${d}])`);
+  if (o.omega && m * h * d !== o.omega.length)
+    throw new ArgError(`${fn}: m is ${m} but omega holds ${o.omega.length / (h * d)} features per head ([h, m, d] = [${h}, ?, ${d}])`);
   const dims = { b, h, t, d, m, dv };
   const spec = { feature: o.feature, omega: o.omega, chunk: o.chunk };
   let stateOut: AttnState | undefined;

@@ -29,9 +29,11 @@ interface TfWebGPUBackend {
 }
 
 function webgpuBackend(fn: string): TfWebGPUBackend {
-  if (tf.getBackend() !== 'webgpu') throw new Error(`${fn}: the TF.js backend is '${tf.getBackend()}', not 'webgpu' (use performerAttention with the wasm kernels)`);
+  if (tf.getBackend() !== 'webgpu')
+    throw new Error(`${fn}: the TF.js backend is '${tf.getBackend()}', not 'webgpu' (use performerAttention with the wasm kernels)`);
   const be = tf.backend() as unknown as Partial<TfWebGPUBackend>;
-  if (!be.device || typeof be.uploadToGPU !== 'function') throw new Error(`${fn}: the 'webgpu' TF.js backend exposes no GPUDevice (expected @tensorflow/tfjs-backend-webgpu 4.x)`);
+  if (!be.device || typeof be.uploadToGPU !== 'function')
+    throw new Error(`${fn}: the 'webgpu' TF.js backend exposes no GPUDevice (expected @tensorflow/tfjs-backend-webgpu 4.x)`);
   return be as TfWebGPUBackend;
 }
 
@@ -64,8 +66,13 @@ export interface WebGPUAttentionResult {
 }
 
 function shapeOf(fn: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o: WebGPUAttentionOptions) {
-  for (const [name, x] of [['q', q], ['k', k], ['v', v]] as const) {
-    if (!(x instanceof tf.Tensor) || x.rank !== 4) throw new TypeError(`${fn}: ${name} must be a rank-4 tensor [b, h, t, ·], got ${x instanceof tf.Tensor ? `rank ${x.rank}` : typeof x}`);
+  for (const [name, x] of [
+    ['q', q],
+    ['k', k],
+    ['v', v],
+  ] as const) {
+    if (!(x instanceof tf.Tensor) || x.rank !== 4)
+      throw new TypeError(`${fn}: ${name} must be a rank-4 tensor [b, h, t, ·], got ${x instanceof tf.Tensor ? `rank ${x.rank}` : typeof x}`);
     if (x.dtype !== 'float32') throw new TypeError(`${fn}: ${name} must be float32, got ${x.dtype}`);
   }
   const [b, h, t, d] = q.shape;
@@ -73,13 +80,16 @@ function shapeOf(fn: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o: 
   if (v.shape[0] !== b || v.shape[1] !== h || v.shape[2] !== t) throw new TypeError(`${fn}: v must be [${b}, ${h}, ${t}, dv], got [${v.shape}]`);
   const om = o.omega;
   const m = o.m ?? (om ? (om instanceof tf.Tensor ? om.shape[1] : om.length / (h * d)) : d);
-  if (om instanceof tf.Tensor && om.shape.join() !== [h, m, d].join()) throw new TypeError(`${fn}: omega must be [h, m, d] = [${h}, ${m}, ${d}], got [${om.shape}]`);
+  if (om instanceof tf.Tensor && om.shape.join() !== [h, m, d].join())
+    throw new TypeError(`${fn}: omega must be [h, m, d] = [${h}, ${m}, ${d}], got [${om.shape}]`);
   const dims = { b, h, t, d, m, dv: v.shape[3] };
   const sw = gpuStateWords(m, dims.dv);
   if (o.state !== undefined) {
     if (!o.causal) throw new TypeError(`${fn}: state is only defined for causal attention`);
     if (!(o.state instanceof tf.Tensor) || o.state.shape.join() !== [b * h, sw].join() || o.state.dtype !== 'float32') {
-      throw new TypeError(`${fn}: state must be a float32 tensor [b·h, gpuStateWords(m, dv)] = [${b * h}, ${sw}], got ${o.state instanceof tf.Tensor ? `${o.state.dtype} [${o.state.shape}]` : typeof o.state}`);
+      throw new TypeError(
+        `${fn}: state must be a float32 tensor [b·h, gpuStateWords(m, dv)] = [${b * h}, ${sw}], got ${o.state instanceof tf.Tensor ? `${o.state.dtype} [${o.state.shape}]` : typeof o.state}`,
+      );
     }
   }
   return { dims, sw };
@@ -118,9 +128,11 @@ function wrap<R extends tf.Rank>(K: WebGPUKernels, buf: GPUBuffer, shape: number
 export function performerAttentionWebGPU(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o: WebGPUAttentionOptions): WebGPUAttentionResult {
   const fn = 'performerAttentionWebGPU';
   const be = webgpuBackend(fn);
-  if (typeof o !== 'object' || o === null || !o.kernels || o.kernels.backend !== 'webgpu') throw new TypeError(`${fn}: options.kernels must be WebGPU kernels (initWebGPU)`);
+  if (typeof o !== 'object' || o === null || !o.kernels || o.kernels.backend !== 'webgpu')
+    throw new TypeError(`${fn}: options.kernels must be WebGPU kernels (initWebGPU)`);
   const K = o.kernels;
-  if (K.device !== be.device) throw new Error(`${fn}: the kernels run on another GPUDevice than TF.js (create them with initWebGPU({ device: tfjsWebGPUDevice() }))`);
+  if (K.device !== be.device)
+    throw new Error(`${fn}: the kernels run on another GPUDevice than TF.js (create them with initWebGPU({ device: tfjsWebGPUDevice() }))`);
   const { dims, sw } = shapeOf(fn, q, k, v, o);
   const { b, h, t, d, dv } = dims;
   const n = b * h * t * dv;
@@ -131,7 +143,13 @@ export function performerAttentionWebGPU(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.T
   const spec = { dims, feature: o.feature, chunk: o.chunk };
   // Inputs of the op: q, k, v, [state], [omega] (omega gets a zero gradient: it is a constant).
   const inputs: tf.Tensor[] = [q, k, v, ...(hasState ? [o.state!] : []), ...(omegaT ? [omegaT] : [])];
-  const split = (bufs: GPUBuffer[]) => ({ q: bufs[0], k: bufs[1], v: bufs[2], state: hasState ? bufs[3] : undefined, omega: omegaT ? bufs[inputs.length - 1] : omegaHost });
+  const split = (bufs: GPUBuffer[]) => ({
+    q: bufs[0],
+    k: bufs[1],
+    v: bufs[2],
+    state: hasState ? bufs[3] : undefined,
+    omega: omegaT ? bufs[inputs.length - 1] : omegaHost,
+  });
 
   const op = tf.customGrad((...args) => {
     const save = args.pop() as (ts: tf.Tensor[]) => void;
@@ -155,7 +173,14 @@ export function performerAttentionWebGPU(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.T
           const dyb = bufs[bufs.length - 1];
           const grads: tf.Tensor[] = [];
           if (o.causal) {
-            const g = K.causalBackwardSync({ ...spec, ...x, stateIn: x.state, dOut: dyb, dState: packed ? dyb : undefined, dStateOffset: packed ? n * 4 : undefined });
+            const g = K.causalBackwardSync({
+              ...spec,
+              ...x,
+              stateIn: x.state,
+              dOut: dyb,
+              dState: packed ? dyb : undefined,
+              dStateOffset: packed ? n * 4 : undefined,
+            });
             grads.push(wrap(K, g.dq, [b, h, t, d]), wrap(K, g.dk, [b, h, t, d]), wrap(K, g.dv, [b, h, t, dv]));
             if (hasState) grads.push(wrap(K, g.dStateIn, [b * h, sw]));
             else K.release(g.dStateIn);

@@ -150,7 +150,9 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
   const stored = view.getUint32(expected - 4, true);
   const actual = crc32(bytes.subarray(0, expected - 4));
   if (stored !== actual) {
-    throw new Error(`checkpoint checksum mismatch (stored crc32 ${stored.toString(16).padStart(8, '0')}, computed ${actual.toString(16).padStart(8, '0')}): the file is corrupt`);
+    throw new Error(
+      `checkpoint checksum mismatch (stored crc32 ${stored.toString(16).padStart(8, '0')}, computed ${actual.toString(16).padStart(8, '0')}): the file is corrupt`,
+    );
   }
   let header: CheckpointHeader;
   try {
@@ -158,8 +160,10 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
   } catch (e) {
     throw new Error(`checkpoint header is not valid JSON: ${(e as Error).message}`);
   }
-  if (typeof header !== 'object' || header === null || header.format !== 'slim-performer-checkpoint' || !Array.isArray(header.tensors)) throw new Error('not a slim-performer checkpoint (unexpected header)');
-  if (typeof header.config !== 'object' || header.config === null || Array.isArray(header.config)) throw new Error('checkpoint corrupt: the header has no model config object');
+  if (typeof header !== 'object' || header === null || header.format !== 'slim-performer-checkpoint' || !Array.isArray(header.tensors))
+    throw new Error('not a slim-performer checkpoint (unexpected header)');
+  if (typeof header.config !== 'object' || header.config === null || Array.isArray(header.config))
+    throw new Error('checkpoint corrupt: the header has no model config object');
   // The CRC says the bytes are the ones written; the table is still checked in full, so that a
   // file written by other code (or a colliding CRC) cannot make the reader misbehave.
   const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
@@ -171,16 +175,20 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
     if (!e || name === undefined) throw new Error('checkpoint corrupt: a tensor table entry has no name');
     if (seen.has(name)) throw new Error(`checkpoint corrupt: tensor ${name} appears twice in the table`);
     seen.add(name);
-    if (!Array.isArray(e.shape) || !e.shape.every(isCount)) throw new Error(`checkpoint corrupt: tensor ${name} has shape ${JSON.stringify(e.shape)}, not a list of non-negative integers`);
+    if (!Array.isArray(e.shape) || !e.shape.every(isCount))
+      throw new Error(`checkpoint corrupt: tensor ${name} has shape ${JSON.stringify(e.shape)}, not a list of non-negative integers`);
     const n = e.shape.reduce((a, b) => a * b, 1);
     if (e.dtype !== 'float32' || !isCount(e.offset) || !isCount(e.bytes) || e.bytes !== 4 * n || e.offset + e.bytes > payload) {
-      throw new Error(`checkpoint corrupt: tensor ${name} (${String(e.dtype)} [${e.shape}], ${String(e.bytes)} bytes at ${String(e.offset)}) does not fit the ${payload}-byte payload`);
+      throw new Error(
+        `checkpoint corrupt: tensor ${name} (${String(e.dtype)} [${e.shape}], ${String(e.bytes)} bytes at ${String(e.offset)}) does not fit the ${payload}-byte payload`,
+      );
     }
     spans.push([e.offset, e.offset + e.bytes, name]);
   }
   spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   for (let i = 1; i < spans.length; i++) {
-    if (spans[i][0] < spans[i - 1][1]) throw new Error(`checkpoint corrupt: tensors ${spans[i - 1][2]} and ${spans[i][2]} overlap in the payload (bytes ${spans[i][0]}–${spans[i - 1][1]})`);
+    if (spans[i][0] < spans[i - 1][1])
+      throw new Error(`checkpoint corrupt: tensors ${spans[i - 1][2]} and ${spans[i][2]} overlap in the payload (bytes ${spans[i][0]}–${spans[i - 1][1]})`);
   }
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const t of header.tensors) tensors.set(t.name, { shape: t.shape, data: bytesToF32(bytes, dataStart + t.offset, t.bytes / 4) });
@@ -251,7 +259,8 @@ function checkConfig(saved: Record<string, unknown>, actual: Record<string, unkn
   const diffs: string[] = [];
   for (const k of new Set([...Object.keys(saved), ...Object.keys(actual)])) {
     if (k === 'seed') continue;
-    if (JSON.stringify(saved[k]) !== JSON.stringify(actual[k])) diffs.push(`${k} is ${JSON.stringify(saved[k])} in the checkpoint but ${JSON.stringify(actual[k])} in the model`);
+    if (JSON.stringify(saved[k]) !== JSON.stringify(actual[k]))
+      diffs.push(`${k} is ${JSON.stringify(saved[k])} in the checkpoint but ${JSON.stringify(actual[k])} in the model`);
   }
   if (diffs.length) throw new Error(`checkpoint config mismatch: ${diffs.join('; ')}`);
 }
@@ -282,10 +291,17 @@ export async function restoreCheckpoint(ck: Checkpoint, model: PerformerLM, opti
     const saved = ck.header.optimizer;
     if (!saved) throw new Error('checkpoint holds no optimizer state');
     const className = (optimizer.constructor as unknown as { className?: string }).className ?? optimizer.getClassName();
-    if (saved.className !== className) throw new Error(`checkpoint optimizer mismatch: the checkpoint holds ${saved.className} state, the optimizer is ${className}`);
-    if (!Array.isArray(saved.weights) || !saved.weights.every((w) => typeof w === 'string' && w.startsWith('optimizer/'))) throw new Error('checkpoint corrupt: optimizer.weights must list optimizer/<variable>/<slot> names');
-    if (!Number.isSafeInteger(saved.iterations) || saved.iterations < 0) throw new Error(`checkpoint corrupt: optimizer.iterations is ${String(saved.iterations)}`);
-    if (typeof saved.scalars !== 'object' || saved.scalars === null || !Object.values(saved.scalars).every((x) => typeof x === 'number' && Number.isFinite(x))) {
+    if (saved.className !== className)
+      throw new Error(`checkpoint optimizer mismatch: the checkpoint holds ${saved.className} state, the optimizer is ${className}`);
+    if (!Array.isArray(saved.weights) || !saved.weights.every((w) => typeof w === 'string' && w.startsWith('optimizer/')))
+      throw new Error('checkpoint corrupt: optimizer.weights must list optimizer/<variable>/<slot> names');
+    if (!Number.isSafeInteger(saved.iterations) || saved.iterations < 0)
+      throw new Error(`checkpoint corrupt: optimizer.iterations is ${String(saved.iterations)}`);
+    if (
+      typeof saved.scalars !== 'object' ||
+      saved.scalars === null ||
+      !Object.values(saved.scalars).every((x) => typeof x === 'number' && Number.isFinite(x))
+    ) {
       throw new Error('checkpoint corrupt: optimizer.scalars must map names to finite numbers');
     }
     slotData = saved.weights.map((full) => {

@@ -47,7 +47,13 @@ export interface Split {
 }
 
 const what = (x: unknown): string =>
-  x === null ? 'null' : ArrayBuffer.isView(x) ? `${x.constructor.name}(${(x as Uint8Array).length})` : typeof x === 'object' ? ((x as object).constructor?.name ?? 'object') : `${typeof x} ${String(x)}`;
+  x === null
+    ? 'null'
+    : ArrayBuffer.isView(x)
+      ? `${x.constructor.name}(${(x as Uint8Array).length})`
+      : typeof x === 'object'
+        ? ((x as object).constructor?.name ?? 'object')
+        : `${typeof x} ${String(x)}`;
 
 /** A batch as inputs, targets and loss weights `[B·T]` (validated: every refusal is an ArgError naming the field). */
 export function split(model: SequenceModel, b: Batch): Split {
@@ -127,14 +133,19 @@ export function fullGradients(model: SequenceModel, batch: Batch): Gradients {
   const s = split(model, batch);
   const vars = model.namedVariables();
   const grads = new Map<string, tf.Tensor>();
-  const loss = guardTape(() => tf.tidy(() => {
-    const { value, grads: g } = tf.variableGrads(() => {
-      const { logits } = model.forward(tf.tensor2d(s.inputs, [s.B, s.T], 'int32'));
-      return sliceLoss(logits, s.targets, s.weights, s.count);
-    }, vars.map(([, v]) => v));
-    for (const [name, v] of vars) grads.set(name, tf.keep(g[v.name]));
-    return value.dataSync()[0];
-  }));
+  const loss = guardTape(() =>
+    tf.tidy(() => {
+      const { value, grads: g } = tf.variableGrads(
+        () => {
+          const { logits } = model.forward(tf.tensor2d(s.inputs, [s.B, s.T], 'int32'));
+          return sliceLoss(logits, s.targets, s.weights, s.count);
+        },
+        vars.map(([, v]) => v),
+      );
+      for (const [name, v] of vars) grads.set(name, tf.keep(g[v.name]));
+      return value.dataSync()[0];
+    }),
+  );
   return { loss, tokens: s.count, grads };
 }
 
@@ -153,7 +164,8 @@ export type SliceProgress = (pass: 1 | 2, done: number, total: number) => void;
 
 /** Gradients of the whole sequence, slice by slice (memory set by `sliceLength`). */
 export function slimGradients(model: SequenceModel, batch: Batch, sliceLength: number, onSlice?: SliceProgress): Gradients {
-  if (!Number.isSafeInteger(sliceLength) || sliceLength <= 0) throw new ArgError(`sliceLength must be a positive integer (tokens per slice), got ${what(sliceLength)}`);
+  if (!Number.isSafeInteger(sliceLength) || sliceLength <= 0)
+    throw new ArgError(`sliceLength must be a positive integer (tokens per slice), got ${what(sliceLength)}`);
   const s = split(model, batch);
   const vars = model.namedVariables();
   const L = model.config.layers;
@@ -195,7 +207,14 @@ export function slimGradients(model: SequenceModel, batch: Batch, sliceLength: n
             model.kernels.causalUnroll({
               k,
               v,
-              dims: { b: s.B, h: model.config.heads, t: t1 - t0, d: model.config.dModel / model.config.heads, m: model.config.features, dv: model.config.dModel / model.config.heads },
+              dims: {
+                b: s.B,
+                h: model.config.heads,
+                t: t1 - t0,
+                d: model.config.dModel / model.config.heads,
+                m: model.config.features,
+                dv: model.config.dModel / model.config.heads,
+              },
               feature: model.config.feature,
               omega: model.omegas[l],
               chunk: model.config.chunk,
@@ -203,15 +222,18 @@ export function slimGradients(model: SequenceModel, batch: Batch, sliceLength: n
               offsetIn: offsetsIn[si][l],
             });
         });
-        const { value, grads: g } = tf.variableGrads(() => {
-          const f = model.forward(tf.tensor2d(columns(s.inputs, s.B, s.T, t0, t1), [s.B, t1 - t0], 'int32'), {
-            offset: t0,
-            states: sources,
-            stateGrads: G.map((up, l) => ({ upstream: up, onInput: (gIn: StateGrad) => (nextG[l] = gIn) })),
-          });
-          resolved = f.statesIn;
-          return sliceLoss(f.logits, columns(s.targets, s.B, s.T, t0, t1) as Int32Array, columns(s.weights, s.B, s.T, t0, t1) as Float32Array, s.count);
-        }, vars.map(([, v]) => v));
+        const { value, grads: g } = tf.variableGrads(
+          () => {
+            const f = model.forward(tf.tensor2d(columns(s.inputs, s.B, s.T, t0, t1), [s.B, t1 - t0], 'int32'), {
+              offset: t0,
+              states: sources,
+              stateGrads: G.map((up, l) => ({ upstream: up, onInput: (gIn: StateGrad) => (nextG[l] = gIn) })),
+            });
+            resolved = f.statesIn;
+            return sliceLoss(f.logits, columns(s.targets, s.B, s.T, t0, t1) as Int32Array, columns(s.weights, s.B, s.T, t0, t1) as Float32Array, s.count);
+          },
+          vars.map(([, v]) => v),
+        );
         for (const [name, v] of vars) addInto(grads, name, g[v.name]);
         lossSum += value.dataSync()[0];
       });
@@ -249,7 +271,8 @@ export class SlimTrainer {
     readonly model: SequenceModel,
     readonly options: TrainerOptions,
   ) {
-    if (typeof options !== 'object' || options === null) throw new ArgError(`SlimTrainer: options must be an object { sliceLength, optimizer?, clipNorm?, mode? }, got ${what(options)}`);
+    if (typeof options !== 'object' || options === null)
+      throw new ArgError(`SlimTrainer: options must be an object { sliceLength, optimizer?, clipNorm?, mode? }, got ${what(options)}`);
     const mode = options.mode ?? 'slim';
     if (mode !== 'slim' && mode !== 'full') throw new ArgError(`SlimTrainer: options.mode must be 'slim' or 'full', got ${what(options.mode)}`);
     if (mode === 'slim' && (!Number.isSafeInteger(options.sliceLength) || options.sliceLength <= 0)) {
@@ -268,7 +291,10 @@ export class SlimTrainer {
    */
   step(batch: Batch): { loss: number; tokens: number; gradNorm: number } {
     const weightsNotFinite = (bad: string, cause?: unknown) =>
-      new NonFiniteError(`SlimTrainer.step: the model's weights are not finite (${bad}); the step was refused and nothing was changed (restore the weights from a checkpoint)`, { cause });
+      new NonFiniteError(
+        `SlimTrainer.step: the model's weights are not finite (${bad}); the step was refused and nothing was changed (restore the weights from a checkpoint)`,
+        { cause },
+      );
     let g: Gradients;
     try {
       g = this.options.mode === 'full' ? fullGradients(this.model, batch) : slimGradients(this.model, batch, this.options.sliceLength, this.options.onSlice);
@@ -344,7 +370,13 @@ export function gradSquares(g: Gradients): tf.Tensor1D {
  * norm (the norm is NaN or infinite when any gradient element is) refuses the update: the grads
  * are freed, a NonFiniteError is thrown, and the weights and the optimizer's state are unchanged.
  */
-export function applyStep(optimizer: tf.Optimizer, model: SequenceModel, g: Gradients, norm: number, clipNorm?: number): { loss: number; tokens: number; gradNorm: number } {
+export function applyStep(
+  optimizer: tf.Optimizer,
+  model: SequenceModel,
+  g: Gradients,
+  norm: number,
+  clipNorm?: number,
+): { loss: number; tokens: number; gradNorm: number } {
   if (!Number.isFinite(g.loss) || !Number.isFinite(norm)) {
     for (const t of g.grads.values()) t.dispose();
     const bad = nonFiniteWeight(model);

@@ -19,7 +19,7 @@ import type {
   FeatureMap,
   FeaturesBackwardArgs,
   FeaturesForwardArgs,
-  ForwardResult,
+  CausalForwardResult,
   StepArgs,
   UnrollArgs,
 } from '../kernels/types.ts';
@@ -110,7 +110,6 @@ function toF32Frames(state: AttnState, m: number, dv: number): { state: AttnStat
   return { state: { S, z, offset }, factors };
 }
 
-
 /** Memory of the most recent call, measured inside the module. */
 export interface CallStats {
   /** Bytes of inputs copied in and outputs copied out. */
@@ -174,7 +173,11 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
     checkArray(fn, qName, a.q, Float32Array, featureOverride ? { b, h, t, m: d } : { b, h, t, d }, UNCHECKED);
     checkArray(fn, kName, a.k, Float32Array, featureOverride ? { b, h, t, m: d } : { b, h, t, d }, UNCHECKED);
     checkArray(fn, 'v', a.v, Float32Array, { b, h, t, dv }, UNCHECKED);
-    const inputs: Array<[string, Float32Array]> = [[qName, a.q], [kName, a.k], ['v', a.v]];
+    const inputs: Array<[string, Float32Array]> = [
+      [qName, a.q],
+      [kName, a.k],
+      ['v', a.v],
+    ];
     return { dims, code: CODES[feature], omega, chunk, eps: checkEps(fn, a.eps), inputs };
   }
 
@@ -209,12 +212,12 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
   }
 
   /** Causal attention `[b, h, t, ·]` with a carried state in and out. */
-  causalForward(a: CausalForwardArgs): ForwardResult {
+  causalForward(a: CausalForwardArgs): CausalForwardResult {
     return this.forwardImpl('causalForward', a, this.common('causalForward', a, FORWARD));
   }
 
   /** Causal attention on precomputed features (`phiQ`, `phiK`: `[b, h, t, m]`). */
-  causalForwardFeatures(a: FeaturesForwardArgs): ForwardResult {
+  causalForwardFeatures(a: FeaturesForwardArgs): CausalForwardResult {
     const fn = 'causalForwardFeatures';
     const args = { q: a?.phiQ, k: a?.phiK, v: a?.v, dims: featureDims(fn, a?.dims), chunk: a?.chunk, eps: a?.eps, state: a?.state, feature: 'relu' as const };
     return this.forwardImpl(fn, args, this.common(fn, args, FORWARD, 'identity'), 'identity');
@@ -284,7 +287,11 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
       const pds = s.out('f64', bh * m * dv, 'dState.S');
       const pdz = s.out('f64', bh * m, 'dState.z');
       const f = x.sp_causal_backward as (...a: number[]) => number;
-      Kernels.status(fn, f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, pq, pk, pv, pw, ps, pz, po, qs, qz, qo, pout, pg, gs, gz, pdq, pdk, pdv, pds, pdz), inputs);
+      Kernels.status(
+        fn,
+        f(bh, h, t, d, m, dv, c.chunk, c.code, c.eps, pq, pk, pv, pw, ps, pz, po, qs, qz, qo, pout, pg, gs, gz, pdq, pdk, pdv, pds, pdz),
+        inputs,
+      );
       const grad = { S: s.f64(pds, bh * m * dv), z: s.f64(pdz, bh * m) };
       // The kernel saw the state in float32 frames: S_used = f · S_given, so ∂/∂S_given = f · ∂/∂S_used.
       framed?.factors?.forEach((f, i) => {
@@ -354,7 +361,7 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
   }
 
   /** One decoding step: `q, k: [b, h, d]`, `v: [b, h, dv]` → `out: [b, h, dv]` and the next state. */
-  recurrentStep(a: StepArgs): ForwardResult {
+  recurrentStep(a: StepArgs): CausalForwardResult {
     const fn = 'recurrentStep';
     if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected an arguments object`);
     const dims = checkDims(fn, { ...(a.dims as object), t: 1 });
@@ -375,7 +382,6 @@ export class Kernels implements SyncKernels, AttentionKernels<false> {
     });
   }
 }
-
 
 export interface InitOptions {
   /**

@@ -20,14 +20,11 @@ export type WasmBinary = 'relaxed' | 'simd' | 'scalar';
 export type SimdOption = boolean | 'relaxed';
 
 /** `i32.const 0; i8x16.splat; i8x16.popcnt` — valid only where wasm SIMD is supported. */
-const SIMD_PROBE = new Uint8Array([
-  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11,
-]);
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
 
 /** Three `i8x16.splat`s into `f32x4.relaxed_madd` — valid only where relaxed SIMD is supported. */
 const RELAXED_PROBE = new Uint8Array([
-  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253,
-  15, 253, 133, 2, 11,
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253, 15, 253, 133, 2, 11,
 ]);
 
 function validates(probe: Uint8Array<ArrayBuffer>): boolean {
@@ -63,7 +60,9 @@ export function chooseBinary(simd: unknown, fn = 'init'): WasmBinary {
   if (simd === undefined) return bestBinary();
   if (simd === 'relaxed') {
     if (!relaxedSimdSupported()) {
-      throw new Error(`${fn}: simd: 'relaxed' was requested but this engine does not support WebAssembly relaxed SIMD (Node 21+, Chrome 114+, Firefox 145+, Deno 1.33+); use simd: true`);
+      throw new Error(
+        `${fn}: simd: 'relaxed' was requested but this engine does not support WebAssembly relaxed SIMD (Node 21+, Chrome 114+, Firefox 145+, Deno 1.33+); use simd: true`,
+      );
     }
     return 'relaxed';
   }

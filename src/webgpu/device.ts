@@ -121,7 +121,8 @@ export class GpuContext {
       return new GpuContext(opts.device, `caller-supplied GPUDevice: ${text}`, software, false);
     }
     const choice = await findAdapter(opts);
-    if (!choice) throw new WebGPUError('slim-performer/webgpu: no WebGPU adapter (navigator.gpu missing or it offered none; in Node install the npm package "webgpu")');
+    if (!choice)
+      throw new WebGPUError('slim-performer/webgpu: no WebGPU adapter (navigator.gpu missing or it offered none; in Node install the npm package "webgpu")');
     const { adapter } = choice;
     const requiredLimits: Record<string, number> = {};
     if (opts.raiseLimits !== false) {
@@ -171,6 +172,7 @@ export class GpuContext {
       result = await body();
     } finally {
       const err = await this.popScopes(fn);
+      // biome-ignore lint/correctness/noUnsafeFinally: a device error is the cause of whatever the body threw, so it replaces that error
       if (err) throw err;
     }
     this.alive(fn);

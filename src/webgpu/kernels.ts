@@ -11,7 +11,21 @@
  * accumulation (returned as hi + lo in float64); the backward never undoes a chunk by
  * subtraction but replays the state from checkpoints (see shaders/causal_backward.wgsl).
  */
-import { ArgError, checkArray, checkChunk, checkDims, checkEps, checkFavorRange, checkFeature, checkFiniteResult, checkOmega, checkState, checkStateGrad, checkStateOutFilled, stateMismatch } from '../kernels/validate.ts';
+import {
+  ArgError,
+  checkArray,
+  checkChunk,
+  checkDims,
+  checkEps,
+  checkFavorRange,
+  checkFeature,
+  checkFiniteResult,
+  checkOmega,
+  checkState,
+  checkStateGrad,
+  checkStateOutFilled,
+  stateMismatch,
+} from '../kernels/validate.ts';
 import type { StepKernels } from '../kernels/interface.ts';
 import { featureDims } from '../kernels/state.ts';
 import type {
@@ -27,7 +41,7 @@ import type {
   FeatureMap,
   FeaturesBackwardArgs,
   FeaturesForwardArgs,
-  ForwardResult,
+  CausalForwardResult,
   StateGrad,
   StepArgs,
 } from '../kernels/types.ts';
@@ -113,8 +127,15 @@ export class WebGPUKernels implements StepKernels<true> {
   ) {
     const maxWg = ctx.limits.maxComputeInvocationsPerWorkgroup;
     this.workgroupSize = opts.workgroupSize ?? Math.min(64, maxWg);
-    if (!Number.isSafeInteger(this.workgroupSize) || this.workgroupSize < 1 || this.workgroupSize > maxWg || this.workgroupSize > ctx.limits.maxComputeWorkgroupSizeX) {
-      throw new ArgError(`WebGPUKernels: workgroupSize must be an integer in [1, ${Math.min(maxWg, ctx.limits.maxComputeWorkgroupSizeX)}] on this device, got ${opts.workgroupSize}`);
+    if (
+      !Number.isSafeInteger(this.workgroupSize) ||
+      this.workgroupSize < 1 ||
+      this.workgroupSize > maxWg ||
+      this.workgroupSize > ctx.limits.maxComputeWorkgroupSizeX
+    ) {
+      throw new ArgError(
+        `WebGPUKernels: workgroupSize must be an integer in [1, ${Math.min(maxWg, ctx.limits.maxComputeWorkgroupSizeX)}] on this device, got ${opts.workgroupSize}`,
+      );
     }
     this.poison = opts.poison ?? false;
     this.compensate = opts.compensate ?? true;
@@ -125,7 +146,14 @@ export class WebGPUKernels implements StepKernels<true> {
     }
     this.chunkWindow = opts.chunkWindow;
     this.windowBytes = opts.windowBytes ?? (ctx.software ? 16 << 20 : 256 << 20);
-    this.env = { workgroupSize: this.workgroupSize, software: ctx.software, limits: ctx.limits, windowBytes: this.windowBytes, chunkWindow: this.chunkWindow, compensate: this.compensate };
+    this.env = {
+      workgroupSize: this.workgroupSize,
+      software: ctx.software,
+      limits: ctx.limits,
+      windowBytes: this.windowBytes,
+      chunkWindow: this.chunkWindow,
+      compensate: this.compensate,
+    };
   }
 
   /** The kernels that run the causal forward and backward (see `chunkParallel`). */
@@ -259,13 +287,16 @@ export class WebGPUKernels implements StepKernels<true> {
     const lim = this.ctx.limits;
     const max = Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize);
     if (bytes > max) {
-      throw new ArgError(`${fn}: ${name} needs a ${(bytes / 2 ** 20).toFixed(1)} MiB storage binding, more than this device's ${(max / 2 ** 20).toFixed(0)} MiB limit (maxStorageBufferBindingSize); split the batch or the sequence`);
+      throw new ArgError(
+        `${fn}: ${name} needs a ${(bytes / 2 ** 20).toFixed(1)} MiB storage binding, more than this device's ${(max / 2 ** 20).toFixed(0)} MiB limit (maxStorageBufferBindingSize); split the batch or the sequence`,
+      );
     }
   }
 
   private checkGpuBuffer(fn: string, name: string, buf: unknown, bytes: number): GPUBuffer {
     const b = buf as GPUBuffer;
-    if (typeof b !== 'object' || b === null || typeof b.size !== 'number' || typeof b.usage !== 'number') throw new ArgError(`${fn}: ${name} must be a GPUBuffer`);
+    if (typeof b !== 'object' || b === null || typeof b.size !== 'number' || typeof b.usage !== 'number')
+      throw new ArgError(`${fn}: ${name} must be a GPUBuffer`);
     if (b.size < bytes) throw new ArgError(`${fn}: ${name} must hold at least ${bytes} bytes, got a GPUBuffer of ${b.size}`);
     if (!(b.usage & STORAGE)) throw new ArgError(`${fn}: ${name} must have GPUBufferUsage.STORAGE`);
     return b;
@@ -334,7 +365,13 @@ export class WebGPUKernels implements StepKernels<true> {
       const fu = this.acquire(16, UNIFORM | COPY_DST, 'fill params');
       temps.push(fu);
       device.queue.writeBuffer(fu, 0, new Uint32Array([words, 0x7fc00000, start, 0]));
-      const bg = device.createBindGroup({ layout: fillProg!.pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: fu } }, { binding: 1, resource: { buffer: buf } }] });
+      const bg = device.createBindGroup({
+        layout: fillProg!.pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: fu } },
+          { binding: 1, resource: { buffer: buf } },
+        ],
+      });
       const pass = enc.beginComputePass();
       fillProg!.dispatch(pass, bg, Math.ceil(words / 64));
       pass.end();
@@ -378,7 +415,16 @@ export class WebGPUKernels implements StepKernels<true> {
    * the device reports later are thrown by the next call or by `flush()`. Buffers released to the
    * pool afterwards are safe to reuse: every later use of them is ordered after this submit.
    */
-  private dispatchSync(fn: string, kind: KernelName, c: Checked, L: Layout, flags: { hasState: boolean; hasDState: boolean }, buffers: GPUBuffer[], before: Copy[], after: Array<Copy | { clear: GPUBuffer }>): void {
+  private dispatchSync(
+    fn: string,
+    kind: KernelName,
+    c: Checked,
+    L: Layout,
+    flags: { hasState: boolean; hasDState: boolean },
+    buffers: GPUBuffer[],
+    before: Copy[],
+    after: Array<Copy | { clear: GPUBuffer }>,
+  ): void {
     const device = this.ctx.device;
     const prog = this.programs.getSync(kind, this.workgroupSize);
     const fillProg = this.pendingFills.length ? this.programs.getSync('fill', 64) : undefined;
@@ -409,7 +455,14 @@ export class WebGPUKernels implements StepKernels<true> {
 
   // ---------------------------------------------------------------- causal forward
 
-  private async forwardGpu(fn: string, c: Checked, q: GPUBuffer, k: GPUBuffer, v: GPUBuffer, state: AttnState | undefined): Promise<{ out: GPUBuffer; state: AttnState }> {
+  private async forwardGpu(
+    fn: string,
+    c: Checked,
+    q: GPUBuffer,
+    k: GPUBuffer,
+    v: GPUBuffer,
+    state: AttnState | undefined,
+  ): Promise<{ out: GPUBuffer; state: AttnState }> {
     const { b, h, t, m, dv } = c.dims;
     const bh = b * h;
     const kind = this.forwardKind();
@@ -422,7 +475,10 @@ export class WebGPUKernels implements StepKernels<true> {
         const raw = await this.download(W, bh * stateWords(m, dv), L.stateOutOff);
         this.stats = { ioBytes: 4 * bh * t * (2 * c.dims.d + 2 * dv), scratchBytes: L.words * 4 };
         const next = fromGpuState(raw, c.dims, c.feature);
-        checkFiniteResult(fn, c.feature, inputNames(c), [['state.S', next.S], ['state.z', next.z]]);
+        checkFiniteResult(fn, c.feature, inputNames(c), [
+          ['state.S', next.S],
+          ['state.z', next.z],
+        ]);
         checkFiniteResult(fn, c.feature, inputNames(c), [['state.offset', next.offset]], true);
         return { out, state: next };
       } catch (e) {
@@ -446,14 +502,14 @@ export class WebGPUKernels implements StepKernels<true> {
   }
 
   /** Causal attention `[b, h, t, ·]` with a carried state in and out. */
-  causalForward(a: CausalForwardArgs): Promise<ForwardResult> {
-    return this.guard('causalForward', () => this.forwardImpl('causalForward', a, this.common('causalForward', a)));
+  causalForward(a: CausalForwardArgs): Promise<CausalForwardResult> {
+    return this.guard(() => this.forwardImpl('causalForward', a, this.common('causalForward', a)));
   }
 
   /** As `causalForward` on GPUBuffers; `out` is a new buffer from this backend's pool (`release` it). */
   causalForwardGPU(a: GpuCausalArgs & { state?: AttnState }): Promise<{ out: GPUBuffer; state: AttnState }> {
     const fn = 'causalForwardGPU';
-    return this.guard(fn, () => {
+    return this.guard(() => {
       const c = this.common(fn, a as unknown as CausalArgs, undefined, true);
       const { b, h, t, d, dv } = c.dims;
       const q = this.checkGpuBuffer(fn, 'q', a.q, b * h * t * d * 4);
@@ -465,16 +521,16 @@ export class WebGPUKernels implements StepKernels<true> {
   }
 
   /** Causal attention on precomputed features (`phiQ`, `phiK`: `[b, h, t, m]`). */
-  causalForwardFeatures(a: FeaturesForwardArgs): Promise<ForwardResult> {
+  causalForwardFeatures(a: FeaturesForwardArgs): Promise<CausalForwardResult> {
     const fn = 'causalForwardFeatures';
-    return this.guard(fn, () => {
+    return this.guard(() => {
       const args = { q: a?.phiQ, k: a?.phiK, v: a?.v, dims: featureDims(fn, a?.dims), chunk: a?.chunk, eps: a?.eps, state: a?.state, feature: 'relu' as const };
       return this.forwardImpl(fn, args, this.common(fn, args, 'identity'));
     });
   }
 
   /** Validation errors are thrown synchronously-in-Promise; wasm-style ArgErrors stay ArgErrors. */
-  private guard<T>(fn: string, body: () => Promise<T>): Promise<T> {
+  private guard<T>(body: () => Promise<T>): Promise<T> {
     try {
       return body();
     } catch (e) {
@@ -508,7 +564,8 @@ export class WebGPUKernels implements StepKernels<true> {
         for (let i = 0; i < bh; i++) {
           const mT = raw[i * n + m * dv + m];
           const want = stateOut.offset[i];
-          const same = c.feature !== 'favor' || mT === Math.fround(want) || (Number.isFinite(want) && Math.abs(mT - want) <= 1e-6 * Math.max(1, Math.abs(want)));
+          const same =
+            c.feature !== 'favor' || mT === Math.fround(want) || (Number.isFinite(want) && Math.abs(mT - want) <= 1e-6 * Math.max(1, Math.abs(want)));
           if (!same) throw stateMismatch(fn, `slice ${i} has ${want}, the keys give ${mT}`);
           // ∂/∂S_given = f · ∂/∂S_used for a state moved to a float32 frame (see workBuffer).
           const f = stateIn ? frameFactor(stateIn.offset[i]) : 1;
@@ -516,7 +573,10 @@ export class WebGPUKernels implements StepKernels<true> {
           for (let r = 0; r < m; r++) z[i * m + r] = f * raw[i * n + m * dv + r];
         }
         this.stats = { ioBytes: 4 * bh * t * (4 * d + 3 * dv), scratchBytes: L.words * 4 };
-        checkFiniteResult(fn, c.feature, inputNames(c, true), [['dState.S', S], ['dState.z', z]]);
+        checkFiniteResult(fn, c.feature, inputNames(c, true), [
+          ['dState.S', S],
+          ['dState.z', z],
+        ]);
         return { dq: outs[0], dk: outs[1], dv: outs[2], dState: { S, z } };
       } catch (e) {
         for (const o of outs) this.release(o);
@@ -538,7 +598,11 @@ export class WebGPUKernels implements StepKernels<true> {
       use(g.dv);
       const n = b * h * t;
       const r = { dq: await this.download(g.dq, n * d), dk: await this.download(g.dk, n * d), dv: await this.download(g.dv, n * dv), dState: g.dState };
-      checkFiniteResult(fn, c.feature, inputNames(c, true), [['dq', r.dq], ['dk', r.dk], ['dv', r.dv]]);
+      checkFiniteResult(fn, c.feature, inputNames(c, true), [
+        ['dq', r.dq],
+        ['dk', r.dk],
+        ['dv', r.dv],
+      ]);
       return r;
     });
   }
@@ -556,7 +620,7 @@ export class WebGPUKernels implements StepKernels<true> {
    * validated, but the GPU kernel recomputes it with the forward's own code instead of reading it.
    */
   causalBackward(a: CausalBackwardArgs): Promise<CausalGrads> {
-    return this.guard('causalBackward', () => this.backwardImpl('causalBackward', a, this.common('causalBackward', a)));
+    return this.guard(() => this.backwardImpl('causalBackward', a, this.common('causalBackward', a)));
   }
 
   /** As `causalBackward` on GPUBuffers; `dq, dk, dv` are new buffers from the pool (`release` them). */
@@ -564,7 +628,7 @@ export class WebGPUKernels implements StepKernels<true> {
     a: GpuCausalArgs & { dOut: GPUBuffer; stateIn?: AttnState; stateOut: AttnState; dState?: StateGrad },
   ): Promise<{ dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer; dState: StateGrad }> {
     const fn = 'causalBackwardGPU';
-    return this.guard(fn, () => {
+    return this.guard(() => {
       const c = this.common(fn, a as unknown as CausalArgs, undefined, true);
       const { b, h, t, d, dv } = c.dims;
       const bufs = {
@@ -591,7 +655,7 @@ export class WebGPUKernels implements StepKernels<true> {
   /** Bidirectional attention (no state). */
   bidirectionalForward(a: CausalArgs): Promise<{ out: Float32Array }> {
     const fn = 'bidirectionalForward';
-    return this.guard(fn, async () => {
+    return this.guard(async () => {
       const c = this.common(fn, a);
       const { b, h, t, dv } = c.dims;
       const kind = this.bidirectionalKind(false);
@@ -611,7 +675,7 @@ export class WebGPUKernels implements StepKernels<true> {
 
   bidirectionalBackward(a: BidirectionalBackwardArgs): Promise<BidirectionalGrads> {
     const fn = 'bidirectionalBackward';
-    return this.guard(fn, async () => {
+    return this.guard(async () => {
       const c = this.common(fn, a);
       const { b, h, t, d, dv } = c.dims;
       checkArray(fn, 'dOut', a.dOut, Float32Array, { b, h, t, dv });
@@ -625,7 +689,11 @@ export class WebGPUKernels implements StepKernels<true> {
         await this.dispatch(fn, kind, c, L, false, false, [W, ...ins, ...outs]);
         this.stats = { ioBytes: 4 * n * (4 * d + 3 * dv), scratchBytes: L.words * 4 };
         const r = { dq: await this.download(outs[0], n * d), dk: await this.download(outs[1], n * d), dv: await this.download(outs[2], n * dv) };
-        checkFiniteResult(fn, c.feature, inputNames(c, true), [['dq', r.dq], ['dk', r.dk], ['dv', r.dv]]);
+        checkFiniteResult(fn, c.feature, inputNames(c, true), [
+          ['dq', r.dq],
+          ['dk', r.dk],
+          ['dv', r.dv],
+        ]);
         return r;
       });
     });
@@ -665,7 +733,8 @@ export class WebGPUKernels implements StepKernels<true> {
 
   private byteOffset(fn: string, name: string, x: unknown): number {
     if (x === undefined) return 0;
-    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0 || x % 4 !== 0) throw new ArgError(`${fn}: ${name} must be a non-negative multiple of 4 (bytes), got ${String(x)}`);
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0 || x % 4 !== 0)
+      throw new ArgError(`${fn}: ${name} must be a non-negative multiple of 4 (bytes), got ${String(x)}`);
     return x;
   }
 
@@ -715,9 +784,12 @@ export class WebGPUKernels implements StepKernels<true> {
    * read), starting at byte `dStateOffset` of its buffer. Returns `dq, dk, dv` and `dStateIn`,
    * the gradient of the input state in the GPU layout (S, z filled, the rest zero).
    */
-  causalBackwardSync(
-    a: GpuSyncArgs & { dOut: GPUBuffer; stateIn?: GPUBuffer; dState?: GPUBuffer; dStateOffset?: number },
-  ): { dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer; dStateIn: GPUBuffer } {
+  causalBackwardSync(a: GpuSyncArgs & { dOut: GPUBuffer; stateIn?: GPUBuffer; dState?: GPUBuffer; dStateOffset?: number }): {
+    dq: GPUBuffer;
+    dk: GPUBuffer;
+    dv: GPUBuffer;
+    dStateIn: GPUBuffer;
+  } {
     const fn = 'causalBackwardSync';
     return this.ctx.scopedSync(fn, () => {
       const { c, q, k, v, omega } = this.syncInputs(fn, a);
@@ -734,7 +806,8 @@ export class WebGPUKernels implements StepKernels<true> {
       const W = this.workBuffer(fn, L, c, c.dims);
       const before = omega(W, L);
       if (stateIn) before.push({ src: stateIn, srcOffset: 0, dst: W, dstOffset: L.stateInOff * 4, size: bh * sw * 4 });
-      for (let i = 0; dState && i < bh; i++) before.push({ src: dState, srcOffset: dOff + i * sw * 4, dst: W, dstOffset: (L.dStateOff + i * g) * 4, size: g * 4 });
+      for (let i = 0; dState && i < bh; i++)
+        before.push({ src: dState, srcOffset: dOff + i * sw * 4, dst: W, dstOffset: (L.dStateOff + i * g) * 4, size: g * 4 });
       const outs = [this.newOutput(bh * t * d, `${fn} dq`, true), this.newOutput(bh * t * d, `${fn} dk`, true), this.newOutput(bh * t * dv, `${fn} dv`, true)];
       const dStateIn = this.acquire(bh * sw * 4, IO, `${fn} dStateIn`, true);
       const after: Array<Copy | { clear: GPUBuffer }> = [{ clear: dStateIn }];
@@ -806,9 +879,9 @@ export class WebGPUKernels implements StepKernels<true> {
    * One decoding step: `q, k: [b, h, d]`, `v: [b, h, dv]` → `out: [b, h, dv]` and the next
    * state. It is the causal forward kernel at T = 1 (crate/src/linear_attn/README.md).
    */
-  recurrentStep(a: StepArgs): Promise<ForwardResult> {
+  recurrentStep(a: StepArgs): Promise<CausalForwardResult> {
     const fn = 'recurrentStep';
-    return this.guard(fn, () => {
+    return this.guard(() => {
       if (typeof a !== 'object' || a === null) throw new ArgError(`${fn}: expected an arguments object`);
       const dims = checkDims(fn, { ...(a.dims as object), t: 1 });
       const c = this.common(fn, { ...a, dims, chunk: 1 });

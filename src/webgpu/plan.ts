@@ -134,14 +134,24 @@ export function layout(kind: KernelName, c: Checked, hasState: boolean, hasDStat
   return { csOff, window, omegaOff, stateInOff, dStateOff, stateOutOff, scratchOff, sliceWords, words: Math.max(o, 4), group, nGroups };
 }
 
-export function writeParams(c: Checked, L: Layout, hasState: boolean, hasDState: boolean, wgPerRow: number, step: Step, buf: ArrayBuffer, at: number, env: PlanEnv): void {
+export function writeParams(
+  c: Checked,
+  L: Layout,
+  hasState: boolean,
+  hasDState: boolean,
+  wgPerRow: number,
+  step: Step,
+  buf: ArrayBuffer,
+  at: number,
+  env: PlanEnv,
+): void {
   const { b, h, t, d, m, dv } = c.dims;
   const u = new Uint32Array(buf, at, PARAM_BYTES / 4);
   const f = new Float32Array(buf, at, PARAM_BYTES / 4);
   u.set([b * h, h, t, d, m, dv, c.chunk, CODES[c.feature], c.omega || c.omegaBuf ? 1 : 0, hasState ? 1 : 0, hasDState ? 1 : 0, L.group]);
   u.set([L.omegaOff, L.stateInOff, L.dStateOff, L.stateOutOff, L.scratchOff, L.sliceWords], 12);
   f[18] = c.eps;
-  f[19] = c.feature === 'favor' ? Math.pow(d, -0.25) : 1;
+  f[19] = c.feature === 'favor' ? d ** -0.25 : 1;
   u.set([L.nGroups, wgPerRow, env.compensate ? 1 : 0, step.phase], 20);
   u.set([step.cBegin, step.cEnd, step.g, Math.ceil(t / c.chunk)], 24);
   u.set([L.csOff, L.window, 0, 0], 28);
@@ -160,7 +170,8 @@ function chunkCost(kind: KernelName, c: Checked, env: PlanEnv): number {
   const proj = 2 * (u(C) * d + u(C * m) * (d + 1));
   const feat = 2 * (u(C) * 2 * m + u(C * m)) + C;
   const fwd = proj + feat + u(C * C) * m + (u(C) + u(C * dv)) * (m + C + 2) + u(m * dv + m) * (C + 1) + u(C * dv) + 40;
-  if (kind === 'causal_forward' || kind === 'causal_forward_parallel' || kind === 'bidirectional_forward' || kind === 'bidirectional_forward_parallel') return fwd;
+  if (kind === 'causal_forward' || kind === 'causal_forward_parallel' || kind === 'bidirectional_forward' || kind === 'bidirectional_forward_parallel')
+    return fwd;
   // (the chunk-parallel backward's largest per-chunk phase is the chunk backward, as below)
   const grads = u(C) * dv + u(C * dv) + u(C * C) * dv + 2 * u(C * m) * (dv + C) + u(C * dv) * (m + C) + u(m * dv + m) * C + 2 * (u(C * m) + u(C * d) * 2 * m);
   return fwd + grads + 2 * u(stateWords(m, dv)) + 40;

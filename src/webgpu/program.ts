@@ -56,7 +56,11 @@ export class ProgramCache {
     if (!p) {
       const device = this.ctx.device;
       const module = device.createShaderModule({ code: kernelSource(this.files, kernel), label: shaderKey });
-      const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main', constants: this.constants(kernel, workgroupSize) }, label: shaderKey });
+      const pipeline = device.createComputePipeline({
+        layout: 'auto',
+        compute: { module, entryPoint: 'main', constants: this.constants(kernel, workgroupSize) },
+        label: shaderKey,
+      });
       p = this.program(kernel, workgroupSize, shaderKey, pipeline);
       this.ready.set(shaderKey, p);
       if (!this.cache.has(shaderKey)) this.cache.set(shaderKey, Promise.resolve(p));
@@ -94,7 +98,11 @@ export class ProgramCache {
       if (errors.length) {
         throw new WebGPUError(`shader ${shaderKey} failed to compile: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
       }
-      const pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main', constants: this.constants(kernel, workgroupSize) }, label: shaderKey });
+      const pipeline = await device.createComputePipelineAsync({
+        layout: 'auto',
+        compute: { module, entryPoint: 'main', constants: this.constants(kernel, workgroupSize) },
+        label: shaderKey,
+      });
       const p = this.program(kernel, workgroupSize, shaderKey, pipeline);
       this.ready.set(shaderKey, p);
       return p;

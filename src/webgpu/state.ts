@@ -71,4 +71,3 @@ export function fromGpuState(raw: Float32Array, dims: Pick<Dims, 'm' | 'dv'>, fe
 export function frameFactor(offset: number): number {
   return Number.isFinite(offset) ? Math.exp(offset - Math.fround(offset)) : 1;
 }
-

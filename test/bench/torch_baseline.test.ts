@@ -10,7 +10,9 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const SCRIPT = resolve(import.meta.dirname, '../../bench/training/torch_slim.py');
-const python = ['/usr/bin/python3', 'python3'].find((py) => (!py.startsWith('/') || existsSync(py)) && spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0);
+const python = ['/usr/bin/python3', 'python3'].find(
+  (py) => (!py.startsWith('/') || existsSync(py)) && spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0,
+);
 
 describe.skipIf(!python)('PyTorch baseline of the training benchmark (skipped: python3 cannot import torch)', () => {
   for (const attention of ['chunked', 'prefix-sum']) {

@@ -28,12 +28,24 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const exampleDir = path.join(repo, 'examples/browser');
 const dist = path.join(exampleDir, 'dist');
 const outDir = path.join(repo, 'test-output/e2e');
-const args = new Map(process.argv.slice(2).map((a) => { const [k, v] = a.replace(/^--/, '').split('='); return [k, v ?? 'true']; }));
+const args = new Map(
+  process.argv.slice(2).map((a) => {
+    const [k, v] = a.replace(/^--/, '').split('=');
+    return [k, v ?? 'true'];
+  }),
+);
 const variants = args.has('variant') ? args.get('variant').split(',') : ['webgpu', 'nowebgpu'];
 const TARGET_READY_MS = 2000;
 const TARGET_LONGTASK_MS = 100;
 
-const BASE_ARGS = ['--no-sandbox', '--disable-gpu-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const BASE_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
 const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader', '--use-webgpu-adapter=swiftshader'];
 const NO_WEBGPU_ARGS = ['--disable-features=WebGPU'];
 
@@ -46,7 +58,19 @@ if (!args.has('no-build') && !args.has('url')) {
   console.log(`built examples/browser/dist in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 }
 
-const MIME = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png', '.svg': 'image/svg+xml', '.wgsl': 'text/plain', '.slimckpt': 'application/octet-stream', '.txt': 'text/plain' };
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.mjs': 'text/javascript',
+  '.css': 'text/css',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+  '.wgsl': 'text/plain',
+  '.slimckpt': 'application/octet-stream',
+  '.txt': 'text/plain',
+};
 const server = createServer((req, res) => {
   const url = new URL(req.url ?? '/', 'http://x');
   let file = path.join(dist, decodeURIComponent(url.pathname));
@@ -137,8 +161,17 @@ async function runVariant(variant) {
     results.model = await page.locator('#model-info').innerText();
     await page.waitForFunction(() => document.documentElement.dataset.webgpu, null, { timeout: 120_000 });
     results.webgpu = { state: await html.getAttribute('data-webgpu'), summary: await page.locator('#webgpu').innerText() };
-    results.backend = { tf: await page.locator('#tf-backend').innerText(), kernels: await page.locator('#kernels').innerText(), threads: await page.locator('#threads').innerText() };
-    check(results, `WebGPU ${variant === 'webgpu' ? 'found and its kernel matches wasm' : 'reported absent'}`, variant === 'webgpu' ? results.webgpu.state === 'yes' : results.webgpu.state === 'no', results.webgpu.summary);
+    results.backend = {
+      tf: await page.locator('#tf-backend').innerText(),
+      kernels: await page.locator('#kernels').innerText(),
+      threads: await page.locator('#threads').innerText(),
+    };
+    check(
+      results,
+      `WebGPU ${variant === 'webgpu' ? 'found and its kernel matches wasm' : 'reported absent'}`,
+      variant === 'webgpu' ? results.webgpu.state === 'yes' : results.webgpu.state === 'no',
+      results.webgpu.summary,
+    );
     results.longTasksAtLoad = await page.evaluate(() => window.__longTasks.map((t) => ({ start: Math.round(t.start), duration: Math.round(t.duration) })));
 
     // ----- fine-tune --------------------------------------------------------------------
@@ -148,7 +181,16 @@ async function runVariant(variant) {
     const observer = await page.evaluate(() => window.__longTaskObserver);
     // The observer must see a deliberate 150 ms block of the UI thread, or its silence proves nothing.
     await page.evaluate(() => (window.__longTasks.length = 0));
-    await page.evaluate(() => new Promise((r) => setTimeout(() => { const t = performance.now(); while (performance.now() - t < 150); r(); }, 0)));
+    await page.evaluate(
+      () =>
+        new Promise((r) =>
+          setTimeout(() => {
+            const t = performance.now();
+            while (performance.now() - t < 150);
+            r();
+          }, 0),
+        ),
+    );
     await page.waitForFunction(() => window.__longTasks.some((t) => t.duration >= 140), null, { timeout: 10_000 }).catch(() => undefined);
     const probe = await page.evaluate(() => Math.round(Math.max(0, ...window.__longTasks.map((t) => t.duration))));
     check(results, 'long-task observer sees a deliberate 150 ms block', probe >= 140, `${probe} ms`);
@@ -157,7 +199,13 @@ async function runVariant(variant) {
     await page.click('#train');
     await page.waitForFunction(() => document.documentElement.dataset.busy === 'train' || !document.documentElement.dataset.busy);
     // The page must answer while training: time a round trip through the UI thread.
-    const ping = await page.evaluate(() => new Promise((r) => { const t = performance.now(); setTimeout(() => r(performance.now() - t), 0); }));
+    const ping = await page.evaluate(
+      () =>
+        new Promise((r) => {
+          const t = performance.now();
+          setTimeout(() => r(performance.now() - t), 0);
+        }),
+    );
     await idle();
     await failIfError('fine-tuning');
     results.trainSeconds = (performance.now() - tTrain) / 1000;
@@ -171,14 +219,24 @@ async function runVariant(variant) {
     results.loss = { before: lossBefore, after: lossAfter };
     check(results, 'fine-tuning lowered the loss on the text', lossAfter < lossBefore, `${lossBefore.toFixed(4)} → ${lossAfter.toFixed(4)}`);
     check(results, 'long-task observer installed', observer === true, String(observer));
-    check(results, `UI thread: no long task > ${TARGET_LONGTASK_MS} ms while training`, results.maxLongTaskMs <= TARGET_LONGTASK_MS, `max ${results.maxLongTaskMs} ms over ${longTasks.length} long tasks in ${results.trainSeconds.toFixed(1)} s`);
+    check(
+      results,
+      `UI thread: no long task > ${TARGET_LONGTASK_MS} ms while training`,
+      results.maxLongTaskMs <= TARGET_LONGTASK_MS,
+      `max ${results.maxLongTaskMs} ms over ${longTasks.length} long tasks in ${results.trainSeconds.toFixed(1)} s`,
+    );
 
     // ----- generate (streamed) ------------------------------------------------------------
     await setInputs({ 'gen-len': 60, temperature: 0.8, seed: 3 });
     await page.fill('#prompt', 'Twinkle, twinkle');
     const gen = await generate();
     results.generated = gen.text;
-    check(results, 'generation produced text, streamed in several updates', gen.text.length === 60 && gen.updates >= 2, `${gen.updates} DOM updates: ${JSON.stringify(gen.text)}`);
+    check(
+      results,
+      'generation produced text, streamed in several updates',
+      gen.text.length === 60 && gen.updates >= 2,
+      `${gen.updates} DOM updates: ${JSON.stringify(gen.text)}`,
+    );
 
     // ----- a longer sequence, same slice: the memory table gains a row --------------------
     await setInputs({ seq: 256, slice: 8, batch: 1, steps: 2 });
@@ -189,16 +247,33 @@ async function runVariant(variant) {
     results.memoryTable = await page.locator('#mem-table tbody').innerText();
     const allTasks = await page.evaluate(() => window.__longTasks.map((t) => t.duration));
     results.maxLongTaskAllMs = allTasks.length ? Math.round(Math.max(...allTasks)) : 0;
-    check(results, `UI thread: no long task > ${TARGET_LONGTASK_MS} ms through both training runs, generation and loss checks`, results.maxLongTaskAllMs <= TARGET_LONGTASK_MS, `max ${results.maxLongTaskAllMs} ms over ${allTasks.length} long tasks`);
+    check(
+      results,
+      `UI thread: no long task > ${TARGET_LONGTASK_MS} ms through both training runs, generation and loss checks`,
+      results.maxLongTaskAllMs <= TARGET_LONGTASK_MS,
+      `max ${results.maxLongTaskAllMs} ms over ${allTasks.length} long tasks`,
+    );
     // ----- one SLiM step over a long sequence, with a progress bar ---------------------------
     await setInputs({ slice: 64, 'long-tokens': 16384 });
     await page.selectOption('#long-source', 'random');
     await page.click('#long-step');
-    await page.waitForFunction(() => document.getElementById('long-stats').dataset.done === '1' || !document.getElementById('error').hidden, null, { timeout: 300_000 });
+    await page.waitForFunction(() => document.getElementById('long-stats').dataset.done === '1' || !document.getElementById('error').hidden, null, {
+      timeout: 300_000,
+    });
     await failIfError('one long SLiM step');
-    const long = await page.evaluate(() => ({ value: document.getElementById('long-progress').value, updates: Number(document.getElementById('long-progress').dataset.updates), text: document.getElementById('long-stats').textContent, loss: Number(document.getElementById('long-stats').dataset.loss) }));
+    const long = await page.evaluate(() => ({
+      value: document.getElementById('long-progress').value,
+      updates: Number(document.getElementById('long-progress').dataset.updates),
+      text: document.getElementById('long-stats').textContent,
+      loss: Number(document.getElementById('long-stats').dataset.loss),
+    }));
     results.longStep = long;
-    check(results, 'one long SLiM step (16 384 tokens) ends with a full progress bar and a finite loss', long.value === 1 && long.updates >= 2 && Number.isFinite(long.loss), `${long.updates} progress updates: ${long.text}`);
+    check(
+      results,
+      'one long SLiM step (16 384 tokens) ends with a full progress bar and a finite loss',
+      long.value === 1 && long.updates >= 2 && Number.isFinite(long.loss),
+      `${long.updates} progress updates: ${long.text}`,
+    );
     await page.selectOption('#sample', { index: 1 });
     await setInputs({ seq: 32, slice: 8 });
     const lossAfterLong = await evalLoss();
@@ -211,7 +286,12 @@ async function runVariant(variant) {
     await download.saveAs(downloaded);
     await idle();
     results.downloadBytes = statSync(downloaded).size;
-    check(results, 'download offers the checkpoint', download.suggestedFilename() === 'finetuned.slimckpt' && results.downloadBytes > 100_000, `${download.suggestedFilename()}, ${results.downloadBytes} bytes`);
+    check(
+      results,
+      'download offers the checkpoint',
+      download.suggestedFilename() === 'finetuned.slimckpt' && results.downloadBytes > 100_000,
+      `${download.suggestedFilename()}, ${results.downloadBytes} bytes`,
+    );
 
     // ----- save, reload, restore ----------------------------------------------------------
     const genSaved = await generate();
@@ -231,7 +311,12 @@ async function runVariant(variant) {
     const lossRestored = await evalLoss();
     const gen2 = await generate();
     results.loss.restored = lossRestored;
-    check(results, 'restored weights give the same loss', Math.abs(lossRestored - lossAfterLong) <= 1e-6 * Math.max(1, lossAfterLong), `${lossAfterLong} vs ${lossRestored}`);
+    check(
+      results,
+      'restored weights give the same loss',
+      Math.abs(lossRestored - lossAfterLong) <= 1e-6 * Math.max(1, lossAfterLong),
+      `${lossAfterLong} vs ${lossRestored}`,
+    );
     check(results, 'restored weights give the same sample', gen2.text === genSaved.text, JSON.stringify(gen2.text));
     await page.screenshot({ path: path.join(outDir, `${variant}-restored.png`), fullPage: true });
 
@@ -241,13 +326,27 @@ async function runVariant(variant) {
     await idle();
     await failIfError('loading the downloaded checkpoint');
     const lossFile = await evalLoss();
-    check(results, 'the downloaded checkpoint loads with the same loss', Math.abs(lossFile - lossAfterLong) <= 1e-6 * Math.max(1, lossAfterLong), String(lossFile));
+    check(
+      results,
+      'the downloaded checkpoint loads with the same loss',
+      Math.abs(lossFile - lossAfterLong) <= 1e-6 * Math.max(1, lossAfterLong),
+      String(lossFile),
+    );
 
     // ----- a bad checkpoint is explained on the page ---------------------------------------
-    await page.setInputFiles('#load-file', { name: 'broken.slimckpt', mimeType: 'application/octet-stream', buffer: Buffer.from('this is not a checkpoint at all, just some bytes') });
+    await page.setInputFiles('#load-file', {
+      name: 'broken.slimckpt',
+      mimeType: 'application/octet-stream',
+      buffer: Buffer.from('this is not a checkpoint at all, just some bytes'),
+    });
     await page.waitForFunction(() => !document.getElementById('error').hidden);
     results.badCheckpointMessage = await errorText();
-    check(results, 'a bad checkpoint is reported in plain words on the page', /not a usable checkpoint/.test(results.badCheckpointMessage), results.badCheckpointMessage);
+    check(
+      results,
+      'a bad checkpoint is reported in plain words on the page',
+      /not a usable checkpoint/.test(results.badCheckpointMessage),
+      results.badCheckpointMessage,
+    );
     await page.screenshot({ path: path.join(outDir, `${variant}-bad-checkpoint.png`), fullPage: true });
   } catch (e) {
     check(results, 'run completed', false, String(e?.stack ?? e));
@@ -266,7 +365,9 @@ try {
     const r = await runVariant(v);
     const bad = r.checks.filter((c) => !c.ok);
     failed += bad.length;
-    console.log(`[${v}] ready ${r.readyMs} ms, max long task while training ${r.maxLongTaskMs} ms, loss ${r.loss?.before?.toFixed(3)} → ${r.loss?.after?.toFixed(3)}; ${bad.length ? `${bad.length} FAILED` : 'all checks passed'}`);
+    console.log(
+      `[${v}] ready ${r.readyMs} ms, max long task while training ${r.maxLongTaskMs} ms, loss ${r.loss?.before?.toFixed(3)} → ${r.loss?.after?.toFixed(3)}; ${bad.length ? `${bad.length} FAILED` : 'all checks passed'}`,
+    );
   }
 } finally {
   server.close();

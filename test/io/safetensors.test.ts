@@ -27,7 +27,12 @@ function independentRead(bytes: Uint8Array): Record<string, { dtype: string; sha
 
 /** A valid two-tensor file to corrupt: `a: F32 [2]`, `b: F32 [1]`. */
 function sample(): Uint8Array {
-  return writeSafetensors(new Map([['a', { shape: [2], data: new Float32Array([1, 2]) }], ['b', { shape: [1], data: new Float32Array([3]) }]]));
+  return writeSafetensors(
+    new Map([
+      ['a', { shape: [2], data: new Float32Array([1, 2]) }],
+      ['b', { shape: [1], data: new Float32Array([3]) }],
+    ]),
+  );
 }
 
 /** Rewrites the header of `sample()` with `edit` applied to its JSON. */

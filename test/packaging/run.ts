@@ -27,10 +27,28 @@ import { tmpdir } from 'node:os';
 import { init, randomProjection, relaxedSimdSupported } from '../../src/index.ts';
 import { probe, type ProbeResult } from './probe.js';
 import { readDoc } from '../docs/snippets.ts';
-import { chromiumPath, cleanup, consumerProject, freePort, linkFromRepo, must, packTarball, Proc, resultOf, ROOT, runtimeBin, serveStatic, sh } from './tools.ts';
+import {
+  chromiumPath,
+  cleanup,
+  consumerProject,
+  freePort,
+  linkFromRepo,
+  must,
+  packTarball,
+  Proc,
+  resultOf,
+  ROOT,
+  runtimeBin,
+  serveStatic,
+  sh,
+} from './tools.ts';
 
 const argv = process.argv.slice(2);
-const opt = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1]?.split(',');
+const opt = (name: string) =>
+  argv
+    .find((a) => a.startsWith(`--${name}=`))
+    ?.split('=')[1]
+    ?.split(',');
 const only = opt('only');
 const skipList = opt('skip') ?? (process.env.SLIM_PACKAGE_SKIP ? process.env.SLIM_PACKAGE_SKIP.split(',') : []);
 if (argv.includes('--keep')) process.env.SLIM_KEEP_TMP = '1';
@@ -79,7 +97,9 @@ function check(label: string, r: ProbeResult | undefined, wantSimd?: boolean): s
   const wants = binary === 'relaxed' ? [expected.relaxed, expected.simd] : [expected[binary]];
   const hit = wants.findIndex((w) => r.forward === w.forward && r.backward === w.backward);
   if (hit < 0) {
-    throw new Error(`${label}: result bits differ from the source tree (${binary}): got ${r.forward}/${r.backward}, want ${wants.map((w) => `${w.forward}/${w.backward}`).join(' or ')}`);
+    throw new Error(
+      `${label}: result bits differ from the source tree (${binary}): got ${r.forward}/${r.backward}, want ${wants.map((w) => `${w.forward}/${w.backward}`).join(' or ')}`,
+    );
   }
   return `${label}=${binary}${binary === 'relaxed' ? (hit === 0 ? ' (fused)' : ' (unfused)') : ''}✓`;
 }
@@ -239,10 +259,19 @@ export async function main(): Promise<number> {
 }
 `;
     writeFileSync(join(dir, 'esm.ts'), body);
-    writeFileSync(join(dir, 'cjs.cts'), `import { init, type Kernels } from 'slim-performer';\nimport { createPool } from 'slim-performer/parallel';\nexport async function f(): Promise<Kernels> { void createPool; return init(); }\n`);
+    writeFileSync(
+      join(dir, 'cjs.cts'),
+      `import { init, type Kernels } from 'slim-performer';\nimport { createPool } from 'slim-performer/parallel';\nexport async function f(): Promise<Kernels> { void createPool; return init(); }\n`,
+    );
     const base = { strict: true, noEmit: true, skipLibCheck: false, target: 'ES2022', lib: ['ES2022', 'DOM'], types: [] as string[] };
-    writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { ...base, module: 'nodenext', moduleResolution: 'nodenext' }, files: ['esm.ts', 'cjs.cts'] }));
-    writeFileSync(join(dir, 'tsconfig.bundler.json'), JSON.stringify({ compilerOptions: { ...base, module: 'esnext', moduleResolution: 'bundler' }, files: ['esm.ts'] }));
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { ...base, module: 'nodenext', moduleResolution: 'nodenext' }, files: ['esm.ts', 'cjs.cts'] }),
+    );
+    writeFileSync(
+      join(dir, 'tsconfig.bundler.json'),
+      JSON.stringify({ compilerOptions: { ...base, module: 'esnext', moduleResolution: 'bundler' }, files: ['esm.ts'] }),
+    );
     const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
     const out: string[] = [];
     for (const cfg of ['tsconfig.json', 'tsconfig.bundler.json']) {
@@ -283,7 +312,9 @@ await scenario('readme-types', async () => {
     const main = check('tsconfig.json');
     if (main.ours.length) throw new Error(`tsc -p tsconfig.json (nodenext, strict):\n${main.ours.join('\n')}`);
     const init = check('tsconfig.init.json');
-    const note = init.ours.length ? `\nNOTE (not required): with tsc --init's options (exactOptionalPropertyTypes, noUncheckedIndexedAccess) ${init.ours.length} errors:\n${init.ours.join('\n')}` : '; tsc --init options: clean too';
+    const note = init.ours.length
+      ? `\nNOTE (not required): with tsc --init's options (exactOptionalPropertyTypes, noUncheckedIndexedAccess) ${init.ours.length} errors:\n${init.ours.join('\n')}`
+      : '; tsc --init options: clean too';
     return `tsc ${must(process.execPath, [tsc, '--version']).trim()} (nodenext, strict): surface.ts + ${snippets.length} README blocks (lines ${snippets.map((s) => s.line).join(', ')}) clean${main.tfjs ? ' (errors only inside @tensorflow declarations)' : ''}${note}`;
   } finally {
     cleanup(dir);
@@ -331,7 +362,22 @@ export default {
 `,
     );
     mkdirSync(join(dir, 'out'));
-    must(join(ROOT, 'node_modules/.bin/esbuild'), ['worker.js', '--bundle', '--format=esm', '--platform=neutral', '--main-fields=module,main', '--conditions=workerd,worker,browser', '--external:*.wasm', '--external:node:*', '--outfile=out/worker.js', '--log-level=warning'], { cwd: dir });
+    must(
+      join(ROOT, 'node_modules/.bin/esbuild'),
+      [
+        'worker.js',
+        '--bundle',
+        '--format=esm',
+        '--platform=neutral',
+        '--main-fields=module,main',
+        '--conditions=workerd,worker,browser',
+        '--external:*.wasm',
+        '--external:node:*',
+        '--outfile=out/worker.js',
+        '--log-level=warning',
+      ],
+      { cwd: dir },
+    );
     copyFileSync(join(dir, 'node_modules/slim-performer/wasm/slim_kernels_simd.wasm'), join(dir, 'out/slim_kernels_simd.wasm'));
     const port = await freePort();
     writeFileSync(
@@ -366,7 +412,13 @@ const worker :Workerd.Worker = (
       }
     }
     if (body === undefined) throw new Error(`workerd did not answer on 127.0.0.1:${port}:\n${p.out}`);
-    const r = JSON.parse(body) as { wasmIsModule: boolean; compileFromBytes: string; default: ProbeResult; pool: ProbeResult; poolInfo: { threads: number; mode: string; reason: string } };
+    const r = JSON.parse(body) as {
+      wasmIsModule: boolean;
+      compileFromBytes: string;
+      default: ProbeResult;
+      pool: ProbeResult;
+      poolInfo: { threads: number; mode: string; reason: string };
+    };
     if (!r.wasmIsModule) throw new Error('the wasm import is not a WebAssembly.Module');
     if (r.poolInfo.threads !== 1 || r.poolInfo.mode !== 'in-thread') throw new Error(`pool in workerd: ${JSON.stringify(r.poolInfo)}`);
     return `${bin.why}: ${check('default', r.default, true)}, ${check('pool', r.pool, true)} (${r.poolInfo.reason}); compile from bytes: ${r.compileFromBytes}`;
@@ -384,7 +436,10 @@ await scenario('vite', async () => {
   let browser: import('playwright-core').Browser | undefined;
   try {
     linkFromRepo(dir, '@webgpu/types');
-    writeFileSync(join(dir, 'index.html'), `<!doctype html><html><body><pre id="out">running</pre><script type="module" src="./main.js"></script></body></html>`);
+    writeFileSync(
+      join(dir, 'index.html'),
+      `<!doctype html><html><body><pre id="out">running</pre><script type="module" src="./main.js"></script></body></html>`,
+    );
     writeFileSync(
       join(dir, 'main.js'),
       `
@@ -412,14 +467,21 @@ import { probeAll } from './probe.js';
     const served = await serveStatic(join(dir, 'dist'));
     server = served.server;
     const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({ executablePath: chrome, headless: true, args: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader'] });
+    browser = await chromium.launch({
+      executablePath: chrome,
+      headless: true,
+      args: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader'],
+    });
     const page = await browser.newPage();
     const logs: string[] = [];
     page.on('console', (m) => logs.push(m.text()));
     page.on('pageerror', (e) => logs.push(String(e)));
     await page.goto(served.url);
     await page.waitForFunction(() => (window as unknown as { __result?: unknown }).__result !== undefined, undefined, { timeout: 120_000 });
-    const r = (await page.evaluate(() => (window as unknown as { __result: unknown }).__result)) as RuntimeResult & { error?: string; crossOriginIsolated: boolean };
+    const r = (await page.evaluate(() => (window as unknown as { __result: unknown }).__result)) as RuntimeResult & {
+      error?: string;
+      crossOriginIsolated: boolean;
+    };
     if (r.error) throw new Error(`page: ${r.error}\n${logs.join('\n')}`);
     return `${checkRuntime(r, false)}; crossOriginIsolated=${r.crossOriginIsolated}; wasm assets: ${assets.match(/slim_kernels_\w+-[\w-]+\.wasm/g)?.join(' ')}`;
   } finally {
@@ -432,7 +494,8 @@ import { probeAll } from './probe.js';
 // ── summary ─────────────────────────────────────────────────────────────────────────────────
 cleanup(packDir);
 console.log('\n==================== test:package ====================');
-for (const r of results) console.log(`${r.status.padEnd(4)} ${r.name.padEnd(10)} ${(r.ms / 1000).toFixed(1).padStart(6)} s  ${r.detail.split('\n')[0].slice(0, 300)}`);
+for (const r of results)
+  console.log(`${r.status.padEnd(4)} ${r.name.padEnd(10)} ${(r.ms / 1000).toFixed(1).padStart(6)} s  ${r.detail.split('\n')[0].slice(0, 300)}`);
 const failed = results.filter((r) => r.status === 'FAIL');
 if (failed.length) {
   for (const f of failed) console.log(`\n---- ${f.name} ----\n${f.detail}`);

@@ -30,7 +30,7 @@ import {
   type Batch,
 } from '../../src/tfjs/index.ts';
 import { embed } from '../../src/tfjs/ops/embedding.ts';
-import { parseSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
+import { parseSafetensors } from '../../src/io/safetensors.ts';
 import { crc32, decodeCheckpoint, encodeCheckpoint, readCheckpoint, restoreCheckpoint } from '../../src/train/checkpoint.ts';
 import { createPool, type KernelPool } from '../../src/parallel/index.ts';
 import { makeProblem, upstream } from '../util/problems.ts';
@@ -43,7 +43,10 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 /** Records a case and asserts it on the spot (so a failure names the case). */
 async function check<R>(group: string, name: string, p: Probe<R>): Promise<CaseResult> {
   const r = await rec.probe(group, name, p);
-  expect(isFailure(r), `${group} / ${name}: ${r.outcome}${r.detail ? ` — ${r.detail}` : ''}${r.leak ? ' (leak)' : ''}${r.stateLost ? ' (state lost)' : ''}`).toBe(false);
+  expect(
+    isFailure(r),
+    `${group} / ${name}: ${r.outcome}${r.detail ? ` — ${r.detail}` : ''}${r.leak ? ' (leak)' : ''}${r.stateLost ? ' (state lost)' : ''}`,
+  ).toBe(false);
   return r;
 }
 
@@ -90,7 +93,15 @@ afterAll(() => {
 type Args = Record<string, unknown>;
 
 interface Method {
-  name: 'causalForward' | 'causalBackward' | 'causalUnroll' | 'bidirectionalForward' | 'bidirectionalBackward' | 'recurrentStep' | 'causalForwardFeatures' | 'causalBackwardFeatures';
+  name:
+    | 'causalForward'
+    | 'causalBackward'
+    | 'causalUnroll'
+    | 'bidirectionalForward'
+    | 'bidirectionalBackward'
+    | 'recurrentStep'
+    | 'causalForwardFeatures'
+    | 'causalBackwardFeatures';
   feature: FeatureMap;
   args: () => Args;
   /** Keys that may be absent. */
@@ -112,14 +123,44 @@ function kernelMethods(): Method[] {
   const base = { feature: 'favor' as const, omega: fav.omega, dims, chunk: 4 };
   return [
     { name: 'causalForward', feature: 'favor', args: () => ({ ...base, q: fav.q, k: fav.k, v: fav.v, state: start }), optional: ['state', 'chunk', 'eps'] },
-    { name: 'causalForward', feature: 'relu', args: () => ({ feature: 'relu', dims: relu.dims, chunk: 4, q: relu.q, k: relu.k, v: relu.v }), optional: ['chunk', 'eps', 'omega', 'state'] },
-    { name: 'causalBackward', feature: 'favor', args: () => ({ ...base, q: fav.q, k: fav.k, v: fav.v, stateOut: fwd.state, out: fwd.out, dOut }), optional: ['chunk', 'eps', 'out', 'stateIn', 'dState'] },
-    { name: 'causalBackward', feature: 'relu', args: () => ({ feature: 'relu', dims: relu.dims, chunk: 4, q: relu.q, k: relu.k, v: relu.v, stateOut: rf.state, dOut: upstream(relu.dims, 15).dOut }), optional: ['chunk', 'eps', 'omega', 'out', 'stateIn', 'dState'] },
-    { name: 'causalUnroll', feature: 'favor', args: () => ({ ...base, k: fav.k, v: fav.v, stateOut: fwd.state, offsetIn: new Float64Array(2).fill(-Infinity) }), optional: ['chunk'] },
+    {
+      name: 'causalForward',
+      feature: 'relu',
+      args: () => ({ feature: 'relu', dims: relu.dims, chunk: 4, q: relu.q, k: relu.k, v: relu.v }),
+      optional: ['chunk', 'eps', 'omega', 'state'],
+    },
+    {
+      name: 'causalBackward',
+      feature: 'favor',
+      args: () => ({ ...base, q: fav.q, k: fav.k, v: fav.v, stateOut: fwd.state, out: fwd.out, dOut }),
+      optional: ['chunk', 'eps', 'out', 'stateIn', 'dState'],
+    },
+    {
+      name: 'causalBackward',
+      feature: 'relu',
+      args: () => ({ feature: 'relu', dims: relu.dims, chunk: 4, q: relu.q, k: relu.k, v: relu.v, stateOut: rf.state, dOut: upstream(relu.dims, 15).dOut }),
+      optional: ['chunk', 'eps', 'omega', 'out', 'stateIn', 'dState'],
+    },
+    {
+      name: 'causalUnroll',
+      feature: 'favor',
+      args: () => ({ ...base, k: fav.k, v: fav.v, stateOut: fwd.state, offsetIn: new Float64Array(2).fill(-Infinity) }),
+      optional: ['chunk'],
+    },
     { name: 'bidirectionalForward', feature: 'favor', args: () => ({ ...base, q: fav.q, k: fav.k, v: fav.v }), optional: ['chunk', 'eps'] },
     { name: 'bidirectionalBackward', feature: 'favor', args: () => ({ ...base, q: fav.q, k: fav.k, v: fav.v, dOut }), optional: ['chunk', 'eps'] },
-    { name: 'recurrentStep', feature: 'favor', args: () => ({ feature: 'favor', omega: fav.omega, dims: stepDims, q: step.q, k: step.k, v: step.v, state: start }), optional: ['eps'] },
-    { name: 'causalForwardFeatures', feature: 'relu', args: () => ({ phiQ: phi(relu.q), phiK: phi(relu.k), v: relu.v, dims: relu.dims, chunk: 4 }), optional: ['chunk', 'eps', 'state'] },
+    {
+      name: 'recurrentStep',
+      feature: 'favor',
+      args: () => ({ feature: 'favor', omega: fav.omega, dims: stepDims, q: step.q, k: step.k, v: step.v, state: start }),
+      optional: ['eps'],
+    },
+    {
+      name: 'causalForwardFeatures',
+      feature: 'relu',
+      args: () => ({ phiQ: phi(relu.q), phiK: phi(relu.k), v: relu.v, dims: relu.dims, chunk: 4 }),
+      optional: ['chunk', 'eps', 'state'],
+    },
     {
       name: 'causalBackwardFeatures',
       feature: 'relu',
@@ -141,7 +182,8 @@ interface Mutation {
 function mutations(m: Method, rng: Rng): Mutation[] {
   const good = m.args();
   const out: Mutation[] = [];
-  const put = (name: string, key: string, value: unknown, names = naming(key), expect?: 'refuse' | 'either') => out.push({ name: `${key} ${name}`, args: { ...good, [key]: value }, names, expect });
+  const put = (name: string, key: string, value: unknown, names = naming(key), expect?: 'refuse' | 'either') =>
+    out.push({ name: `${key} ${name}`, args: { ...good, [key]: value }, names, expect });
   for (const [key, value] of Object.entries(good)) {
     if (value instanceof Float32Array || value instanceof Float64Array) {
       const other = value instanceof Float32Array ? Float64Array.from(value) : Float32Array.from(value);
@@ -162,11 +204,23 @@ function mutations(m: Method, rng: Rng): Mutation[] {
       }
       if (key === 'q' || key === 'k' || key === 'phiQ' || key === 'phiK') {
         // Finite but beyond what float32 features survive: refused, or a finite result, never NaN.
-        put('× 1e20 (finite, overflows float32 features)', key, value.map((x) => x * 1e20), /q|k|phiQ|phiK|finite|overflow|status/, 'either');
+        put(
+          '× 1e20 (finite, overflows float32 features)',
+          key,
+          value.map((x) => x * 1e20),
+          /q|k|phiQ|phiK|finite|overflow|status/,
+          'either',
+        );
       }
       if (key === 'phiQ' || key === 'phiK') {
         // Features are documented non-negative; negative ones must not give NaN either.
-        put('negative (features are ≥ 0)', key, value.map((x) => -x - 0.5), /phiQ|phiK|negative|finite|denominator|status/, 'either');
+        put(
+          'negative (features are ≥ 0)',
+          key,
+          value.map((x) => -x - 0.5),
+          /phiQ|phiK|negative|finite|denominator|status/,
+          'either',
+        );
       }
       continue;
     }
@@ -207,16 +261,19 @@ function mutations(m: Method, rng: Rng): Mutation[] {
         put('from other keys', key, otherKeys, naming('stateOut'));
       }
       if (m.feature !== 'favor') put('offset non-zero for a non-favor map', key, { ...st, offset: st.offset.map(() => 1) }, naming(`${key}.offset`));
-      continue;
     }
   }
   // Optional arguments, where the call reads them.
-  if (m.optional.includes('eps')) for (const bad of [-1, NaN, Infinity, '1e-6']) out.push({ name: `eps = ${String(bad)}`, args: { ...good, eps: bad }, names: naming('eps') });
-  if (m.optional.includes('chunk') && !('chunk' in good)) for (const bad of [0, 1.5]) out.push({ name: `chunk = ${bad}`, args: { ...good, chunk: bad }, names: naming('chunk') });
+  if (m.optional.includes('eps'))
+    for (const bad of [-1, NaN, Infinity, '1e-6']) out.push({ name: `eps = ${String(bad)}`, args: { ...good, eps: bad }, names: naming('eps') });
+  if (m.optional.includes('chunk') && !('chunk' in good))
+    for (const bad of [0, 1.5]) out.push({ name: `chunk = ${bad}`, args: { ...good, chunk: bad }, names: naming('chunk') });
   if (m.optional.includes('stateIn')) out.push({ name: 'stateIn = 7', args: { ...good, stateIn: 7 }, names: naming('stateIn') });
-  if (m.optional.includes('dState')) out.push({ name: 'dState garbage', args: { ...good, dState: { S: new Float64Array(1), z: 'x' } }, names: naming('dState.S') });
+  if (m.optional.includes('dState'))
+    out.push({ name: 'dState garbage', args: { ...good, dState: { S: new Float64Array(1), z: 'x' } }, names: naming('dState.S') });
   if (m.optional.includes('state') && !('state' in good)) out.push({ name: 'state = {}', args: { ...good, state: {} }, names: naming('state.S') });
-  for (const bad of [null, undefined, 42, 'args']) out.push({ name: `arguments = ${String(bad)}`, args: bad as unknown as Args, names: /arguments object|dims/ });
+  for (const bad of [null, undefined, 42, 'args'])
+    out.push({ name: `arguments = ${String(bad)}`, args: bad as unknown as Args, names: /arguments object|dims/ });
   return out;
 }
 
@@ -248,7 +305,12 @@ describe('wasm kernels (src/index.ts)', () => {
     const p = makeProblem('relu', { b: 1, h: 1, t: 5, d: 4, m: 4, dv: 2 }, 3);
     const ref = K.causalForward(p);
     other.dispose();
-    await check('kernels', 'call on a disposed instance', { run: () => other.causalForward(p), expect: 'refuse', names: /disposed/, after: () => sameBits(ref, K.causalForward(p)) });
+    await check('kernels', 'call on a disposed instance', {
+      run: () => other.causalForward(p),
+      expect: 'refuse',
+      names: /disposed/,
+      after: () => sameBits(ref, K.causalForward(p)),
+    });
   });
 });
 
@@ -343,11 +405,24 @@ describe('TF.js ops and layers (src/tfjs/index.ts)', () => {
     ];
     const again = { dense: () => dense(x, w, b5), norm: () => layerNorm(x, g4, b4), gelu: () => gelu(x), embed: () => embed(table, ids) };
     for (const [name, run, names, op] of cases) {
-      await check('tfjs ops', name, { run: () => values(run()), expect: 'refuse', names, resources: res, after: () => sameBits(good[op], values(again[op]())) });
+      await check('tfjs ops', name, {
+        run: () => values(run()),
+        expect: 'refuse',
+        names,
+        resources: res,
+        after: () => sameBits(good[op], values(again[op]())),
+      });
     }
     // Gradients of the ops still flow after all that (dense's own backward, the embedding's scatter-add).
     await check('tfjs ops', 'gradients after the refusals', {
-      run: () => tf.tidy(() => Float32Array.from(tf.grad((t: tf.Tensor) => tf.sum(gelu(layerNorm(dense(embed(t as tf.Tensor2D, ids), F.w34), g4, b4))))(table).dataSync())),
+      run: () =>
+        tf.tidy(() =>
+          Float32Array.from(
+            tf
+              .grad((t: tf.Tensor) => tf.sum(gelu(layerNorm(dense(embed(t as tf.Tensor2D, ids), F.w34), g4, b4))))(table)
+              .dataSync(),
+          ),
+        ),
       expect: 'ok',
       check: (g) => expect(g.some((v) => v !== 0)).toBe(true),
     });
@@ -372,7 +447,14 @@ describe('TF.js ops and layers (src/tfjs/index.ts)', () => {
       return { out: values(r.out), state: r.state };
     };
     const good = run();
-    const gradOf = () => tf.tidy(() => Float32Array.from(tf.grad((qq: tf.Tensor) => tf.sum(performerAttention(qq as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, opts).out))(q).dataSync()));
+    const gradOf = () =>
+      tf.tidy(() =>
+        Float32Array.from(
+          tf
+            .grad((qq: tf.Tensor) => tf.sum(performerAttention(qq as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, opts).out))(q)
+            .dataSync(),
+        ),
+      );
     const goodGrad = gradOf();
     const cases: Array<[string, () => unknown, RegExp]> = [
       ['k [1, 2, 5, 4]', () => run({}, q, F.k5), /performerAttention: k must be a live float32 tf\.Tensor \[1,2,6,4\]/],
@@ -395,20 +477,36 @@ describe('TF.js ops and layers (src/tfjs/index.ts)', () => {
       ['state with NaN', () => run({ state: { ...good.state!, z: good.state!.z.map(() => NaN) } }), /state\.z\[0\] is NaN/],
       ['no kernels', () => run({ kernels: undefined }), /performerAttention: kernels must be a wasm kernel instance/],
       ['kernels = {}', () => run({ kernels: {} }), /performerAttention: kernels must be/],
-      ['options = null', () => performerAttention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, null as never), /performerAttention: expected an options object/],
+      [
+        'options = null',
+        () => performerAttention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, null as never),
+        /performerAttention: expected an options object/,
+      ],
       ['NaN in q', () => run({}, F.qNaN), /q\[0\] is NaN; q must hold finite values/],
     ];
     for (const [name, f, names] of cases) {
       await check('tfjs performerAttention', name, { run: f, expect: 'refuse', names, resources: res, after: () => sameBits(good.out, run().out) });
     }
-    await check('tfjs performerAttention', 'gradient after the refusals is unchanged', { run: gradOf, expect: 'ok', check: (g) => sameBits(goodGrad, g), resources: res });
+    await check('tfjs performerAttention', 'gradient after the refusals is unchanged', {
+      run: gradOf,
+      expect: 'ok',
+      check: (g) => sameBits(goodGrad, g),
+      resources: res,
+    });
   });
 
   it('PerformerAttention and PerformerBlock layers', async () => {
     const attn = new PerformerAttention({ heads: 2, causal: true, feature: 'favor', features: 6, chunk: 4 });
     const block = new PerformerBlock({ heads: 2, causal: true, feature: 'relu', ffn: 6, chunk: 4 });
     const x = keep(tf.randomNormal([1, 5, 8], 0, 1, 'float32', 7));
-    const F = { w6: zeros([1, 5, 6]), r2: zeros([5, 8]), int: zeros([1, 5, 8], 'int32'), nan: keep(tf.fill([1, 5, 8], NaN)), inf: keep(tf.fill([1, 5, 8], Infinity)), w9: zeros([1, 2, 9]) };
+    const F = {
+      w6: zeros([1, 5, 6]),
+      r2: zeros([5, 8]),
+      int: zeros([1, 5, 8], 'int32'),
+      nan: keep(tf.fill([1, 5, 8], NaN)),
+      inf: keep(tf.fill([1, 5, 8], Infinity)),
+      w9: zeros([1, 2, 9]),
+    };
     const applyA = (y: unknown) => values(attn.apply(y as tf.Tensor) as tf.Tensor);
     const applyB = (y: unknown) => values(block.apply(y as tf.Tensor) as tf.Tensor);
     const goodA = applyA(x);
@@ -485,10 +583,18 @@ describe('SlimTrainer.step (src/tfjs/index.ts)', () => {
     const tokens = goodBatch().tokens;
     const with_ = (i: number, x: number) => tokens.map((t, j) => (j === i ? x : t));
     const cases: Array<[string, () => unknown, RegExp]> = [
-      ['tokens as Float32Array', () => trainer.step({ tokens: Float32Array.from(tokens) as never, batch: 2 }), /batch\.tokens must be an Int32Array of shape \[batch, T \+ 1\]/],
+      [
+        'tokens as Float32Array',
+        () => trainer.step({ tokens: Float32Array.from(tokens) as never, batch: 2 }),
+        /batch\.tokens must be an Int32Array of shape \[batch, T \+ 1\]/,
+      ],
       ['tokens as a plain Array', () => trainer.step({ tokens: Array.from(tokens) as never, batch: 2 }), /batch\.tokens must be an Int32Array/],
       ['tokens missing', () => trainer.step({ batch: 2 } as never), /batch\.tokens must be an Int32Array/],
-      ['tokens length not a multiple of batch', () => trainer.step({ tokens: tokens.slice(1), batch: 2 }), /batch\.tokens must be an Int32Array of shape \[batch, T \+ 1\] = \[2, T \+ 1\]/],
+      [
+        'tokens length not a multiple of batch',
+        () => trainer.step({ tokens: tokens.slice(1), batch: 2 }),
+        /batch\.tokens must be an Int32Array of shape \[batch, T \+ 1\] = \[2, T \+ 1\]/,
+      ],
       ['T = 0 (one token per row)', () => trainer.step({ tokens: tokens.slice(0, 2), batch: 2 }), /with T ≥ 1/],
       ['batch = 0', () => trainer.step({ tokens, batch: 0 }), /batch\.batch must be a positive integer/],
       ['batch = 1.5', () => trainer.step({ tokens, batch: 1.5 }), /batch\.batch must be a positive integer/],
@@ -498,9 +604,21 @@ describe('SlimTrainer.step (src/tfjs/index.ts)', () => {
       ['token = vocabSize (last target)', () => trainer.step({ tokens: with_(2 * (T + 1) - 1, V), batch: 2 }), /found 11 at \[1, 8\]/],
       ['token = -1', () => trainer.step({ tokens: with_(5, -1), batch: 2 }), /batch\.tokens must lie in \[0, 11\), found -1/],
       ['token = 2^31 - 1', () => trainer.step({ tokens: with_(3, 2 ** 31 - 1), batch: 2 }), /found 2147483647/],
-      ['mask one short', () => trainer.step({ ...goodBatch(), mask: new Uint8Array(2 * (T + 1) - 1) }), /batch\.mask must be a Uint8Array of shape \[batch, T \+ 1\] = \[2, 9\]/],
-      ['mask as Float32Array', () => trainer.step({ ...goodBatch(), mask: new Float32Array(2 * (T + 1)).fill(1) as never }), /batch\.mask must be a Uint8Array/],
-      ['mask value 2', () => trainer.step({ ...goodBatch(), mask: new Uint8Array(2 * (T + 1)).fill(1).map((x, i) => (i === 4 ? 2 : x)) }), /batch\.mask\[0, 4\] is 2/],
+      [
+        'mask one short',
+        () => trainer.step({ ...goodBatch(), mask: new Uint8Array(2 * (T + 1) - 1) }),
+        /batch\.mask must be a Uint8Array of shape \[batch, T \+ 1\] = \[2, 9\]/,
+      ],
+      [
+        'mask as Float32Array',
+        () => trainer.step({ ...goodBatch(), mask: new Float32Array(2 * (T + 1)).fill(1) as never }),
+        /batch\.mask must be a Uint8Array/,
+      ],
+      [
+        'mask value 2',
+        () => trainer.step({ ...goodBatch(), mask: new Uint8Array(2 * (T + 1)).fill(1).map((x, i) => (i === 4 ? 2 : x)) }),
+        /batch\.mask\[0, 4\] is 2/,
+      ],
       ['sliceLength 0', () => slimGradients(model, goodBatch(), 0), /sliceLength must be a positive integer/],
       ['sliceLength 2.5', () => slimGradients(model, goodBatch(), 2.5), /sliceLength must be a positive integer/],
       ['sliceLength NaN', () => slimGradients(model, goodBatch(), NaN), /sliceLength must be a positive integer/],
@@ -576,7 +694,9 @@ describe('SlimTrainer.step (src/tfjs/index.ts)', () => {
           return r;
         },
         expect: Number.isFinite(value) ? 'either' : 'refuse',
-        names: Number.isFinite(value) ? /SlimTrainer\.step: .*(not finite|loss is|gradient norm is)/ : new RegExp(`SlimTrainer\\.step: the model's weights are not finite \\(${esc(name)}\\[${at}\\] is ${value}\\)`),
+        names: Number.isFinite(value)
+          ? /SlimTrainer\.step: .*(not finite|loss is|gradient norm is)/
+          : new RegExp(`SlimTrainer\\.step: the model's weights are not finite \\(${esc(name)}\\[${at}\\] is ${value}\\)`),
         resources: res,
         after: async () => {
           if (stepped) {
@@ -654,7 +774,14 @@ describe('safetensors and checkpoint loading', () => {
       ['header not UTF-8', edited((b) => (b[10] = 0xff)), /header is not valid UTF-8 JSON/],
       ['header is an array', framed('[1,2]   '), /header must be a JSON object/],
       ['header is null', framed('null    '), /header must be a JSON object/],
-      ['overlapping offsets', rewrite((h) => { const len = h[second].data_offsets[1] - h[second].data_offsets[0]; h[second].data_offsets = [h[first].data_offsets[0], h[first].data_offsets[0] + len]; }), /overlap another tensor|hole/],
+      [
+        'overlapping offsets',
+        rewrite((h) => {
+          const len = h[second].data_offsets[1] - h[second].data_offsets[0];
+          h[second].data_offsets = [h[first].data_offsets[0], h[first].data_offsets[0] + len];
+        }),
+        /overlap another tensor|hole/,
+      ],
       ['offsets beyond the data', rewrite((h) => (h[first].data_offsets = [0, 1e12])), /outside the \d+-byte data section/],
       ['negative offset', rewrite((h) => (h[first].data_offsets = [-4, 0])), /data_offsets must be \[begin, end\]/],
       ['fractional offset', rewrite((h) => (h[first].data_offsets = [0.5, 4])), /data_offsets must be \[begin, end\]/],
@@ -664,9 +791,17 @@ describe('safetensors and checkpoint loading', () => {
       ['shape with -1', rewrite((h) => (h[first].shape = [-1, ...h[first].shape.slice(1)])), /shape must be a list of non-negative integers/],
       ['shape × dtype ≠ bytes', rewrite((h) => (h[first].shape = [...h[first].shape, 2])), /needs \d+ bytes, data_offsets give \d+/],
       ['shape overflowing 2^53 bytes', rewrite((h) => (h[first].shape = [2 ** 30, 2 ** 30, 2 ** 30])), /needs .* bytes/],
-      ['a tensor renamed', rewrite((h) => ((h.extra = h[first]), delete h[first])), new RegExp(`does not fit this model: missing \\[${esc(first)}\\], unexpected \\[extra\\]`)],
+      [
+        'a tensor renamed',
+        rewrite((h) => ((h.extra = h[first]), delete h[first])),
+        new RegExp(`does not fit this model: missing \\[${esc(first)}\\], unexpected \\[extra\\]`),
+      ],
       ['a tensor missing', rewrite((h) => delete h[last], file.subarray(8 + n, file.length - lastBytes)), new RegExp(`missing \\[${esc(last)}\\]`)],
-      ['a tensor of another shape (same bytes)', rewrite((h) => (h[first].shape = [h[first].shape.reduce((a: number, b: number) => a * b, 1)])), new RegExp(`importWeights: ${esc(first)} must be \\[`)],
+      [
+        'a tensor of another shape (same bytes)',
+        rewrite((h) => (h[first].shape = [h[first].shape.reduce((a: number, b: number) => a * b, 1)])),
+        new RegExp(`importWeights: ${esc(first)} must be \\[`),
+      ],
       ['a tensor as I32', rewrite((h) => (h[first].dtype = 'I32')), /weights must be F32 or F64/],
       ['NaN in a weight', edited((_, v) => v.setFloat32(8 + n + 4 * 3, NaN, true)), /\[3\] is NaN in the file; weights must be finite/],
       ['not bytes (a string)', 'model.safetensors', /expected the file as a Uint8Array/],
@@ -752,9 +887,20 @@ describe('safetensors and checkpoint loading', () => {
       ['tensor without a name', reframe((h) => delete h.tensors[0].name), /has no name/],
       ['header without config', reframe((h) => delete h.config), /no model config/],
       ['header format foreign', reframe((h) => (h.format = 'other')), /not a slim-performer checkpoint/],
-      ['a weight missing', reframe((h) => (h.tensors = h.tensors.filter((t: { name: string }) => t.name !== t0))), new RegExp(`checkpoint lacks tensor ${esc(t0)}`)],
+      [
+        'a weight missing',
+        reframe((h) => (h.tensors = h.tensors.filter((t: { name: string }) => t.name !== t0))),
+        new RegExp(`checkpoint lacks tensor ${esc(t0)}`),
+      ],
       ['a weight of another shape', reframe((h) => (h.tensors[0].shape = [h.tensors[0].bytes / 4])), /checkpoint shape mismatch/],
-      ['NaN in a weight', reframe(() => undefined, (p) => p.setFloat32(8, NaN, true)), /is NaN; weights and optimizer state must be finite/],
+      [
+        'NaN in a weight',
+        reframe(
+          () => undefined,
+          (p) => p.setFloat32(8, NaN, true),
+        ),
+        /is NaN; weights and optimizer state must be finite/,
+      ],
       ['config: another dModel', reframe((h) => (h.config.dModel = 16)), /checkpoint config mismatch: dModel is 16/],
       ['optimizer: another class', reframe((h) => (h.optimizer.className = 'SGD')), /checkpoint optimizer mismatch/],
       ['optimizer: none saved', reframe((h) => (h.optimizer = null)), /holds no optimizer state/],
@@ -765,7 +911,11 @@ describe('safetensors and checkpoint loading', () => {
     const state = async () => {
       sameBits(goodInto.weights, snapshot(into));
       sameBits(goodInto.opt, await optState(), 'optimizer state');
-      sameBits(goodInto.omega, into.omegas.map((w) => w?.slice()), 'random features');
+      sameBits(
+        goodInto.omega,
+        into.omegas.map((w) => w?.slice()),
+        'random features',
+      );
     };
     for (const [name, b, names] of cases) {
       await check('checkpoint', name, {
@@ -778,9 +928,19 @@ describe('safetensors and checkpoint loading', () => {
     }
     const dir = mkdtempSync(path.join(tmpdir(), 'slim-rel-'));
     try {
-      await check('checkpoint', 'readCheckpoint: missing file', { run: () => readCheckpoint(path.join(dir, 'nope.ckpt')), expect: 'refuse', names: /nope\.ckpt/, after: state });
+      await check('checkpoint', 'readCheckpoint: missing file', {
+        run: () => readCheckpoint(path.join(dir, 'nope.ckpt')),
+        expect: 'refuse',
+        names: /nope\.ckpt/,
+        after: state,
+      });
       writeFileSync(path.join(dir, 'short.ckpt'), bytes.subarray(0, 30));
-      await check('checkpoint', 'readCheckpoint: truncated file names the path', { run: () => readCheckpoint(path.join(dir, 'short.ckpt')), expect: 'refuse', names: /short\.ckpt: checkpoint truncated/, after: state });
+      await check('checkpoint', 'readCheckpoint: truncated file names the path', {
+        run: () => readCheckpoint(path.join(dir, 'short.ckpt')),
+        expect: 'refuse',
+        names: /short\.ckpt: checkpoint truncated/,
+        after: state,
+      });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -815,7 +975,12 @@ describe('worker pool (src/parallel)', () => {
   type Slots = { slots: Array<{ terminate(): void; dead?: Error }> };
 
   it('bad arguments come back as the kernel ArgError', async () => {
-    await check('pool', 'q one short (split call)', { run: () => pool.causalForward({ ...p, q: p.q.slice(1) }), expect: 'refuse', names: /causalForward: q must be a Float32Array/, after: same });
+    await check('pool', 'q one short (split call)', {
+      run: () => pool.causalForward({ ...p, q: p.q.slice(1) }),
+      expect: 'refuse',
+      names: /causalForward: q must be a Float32Array/,
+      after: same,
+    });
     const r = await rec.probe('pool', 'refusal keeps its class', {
       run: () => pool.causalForward({ ...p, chunk: 0 }).catch((e) => ({ isArgError: e instanceof ArgError, message: String(e.message) })),
       expect: 'ok',
@@ -823,7 +988,12 @@ describe('worker pool (src/parallel)', () => {
       after: same,
     });
     expect(isFailure(r), r.detail).toBe(false);
-    await check('pool', 'empty stateOut', { run: () => pool.causalBackward({ ...p, chunk: 8, stateOut: emptyState(dims, 'favor'), dOut: upstream(dims, 1).dOut }), expect: 'refuse', names: /stateOut\.offset\[0\] is -Infinity/, after: same });
+    await check('pool', 'empty stateOut', {
+      run: () => pool.causalBackward({ ...p, chunk: 8, stateOut: emptyState(dims, 'favor'), dOut: upstream(dims, 1).dOut }),
+      expect: 'refuse',
+      names: /stateOut\.offset\[0\] is -Infinity/,
+      after: same,
+    });
     await check('pool', 'arguments = null', { run: () => pool.causalForward(null as never), expect: 'refuse', names: /arguments object/, after: same });
   });
 
@@ -859,14 +1029,29 @@ describe('worker pool (src/parallel)', () => {
 
   it('dispose while calls are in flight: they reject, none hangs, the pool is clearly closed', async () => {
     const doomed = await createPool({ threads: 2 });
-    const calls: Promise<unknown>[] = [doomed.causalForward({ ...long, chunk: 64 }), doomed.bidirectionalForward({ ...long, chunk: 64 }), doomed.causalForward({ ...p, chunk: 8 })];
+    const calls: Promise<unknown>[] = [
+      doomed.causalForward({ ...long, chunk: 64 }),
+      doomed.bidirectionalForward({ ...long, chunk: 64 }),
+      doomed.causalForward({ ...p, chunk: 8 }),
+    ];
     // dispose rejects them before check() awaits them: mark them handled now (awaiting still rejects)
     for (const c of calls) c.catch(() => {});
     await doomed.dispose();
     for (const [i, c] of calls.entries()) {
-      await check('pool', `call ${i} in flight at dispose`, { run: () => c, expect: 'refuse', names: /disposed while this call was running/, timeoutMs: 10_000, after: same });
+      await check('pool', `call ${i} in flight at dispose`, {
+        run: () => c,
+        expect: 'refuse',
+        names: /disposed while this call was running/,
+        timeoutMs: 10_000,
+        after: same,
+      });
     }
-    await check('pool', 'call after dispose', { run: () => doomed.causalForward({ ...p, chunk: 8 }), expect: 'refuse', names: /kernel pool was disposed/, after: same });
+    await check('pool', 'call after dispose', {
+      run: () => doomed.causalForward({ ...p, chunk: 8 }),
+      expect: 'refuse',
+      names: /kernel pool was disposed/,
+      after: same,
+    });
   });
 });
 
@@ -892,24 +1077,48 @@ const CLI_CASES: Array<{ name: string; args: (f: Record<string, string>) => stri
   { name: 'flag without a value', args: (f) => ['eval', '--text', f.ids, '--weights'], names: /^error: --weights needs a value/ },
   { name: 'missing --weights', args: (f) => ['eval', '--text', f.ids], names: /^error: --weights <file> is required/ },
   { name: 'missing --text', args: (f) => ['eval', '--weights', f.model], names: /^error: --text <file> is required/ },
-  { name: '--weights file missing', args: (f) => ['eval', '--weights', path.join(f.dir, 'nope.safetensors'), '--text', f.ids], names: /^error: cannot read --weights .*nope\.safetensors: no such file/ },
+  {
+    name: '--weights file missing',
+    args: (f) => ['eval', '--weights', path.join(f.dir, 'nope.safetensors'), '--text', f.ids],
+    names: /^error: cannot read --weights .*nope\.safetensors: no such file/,
+  },
   { name: '--weights a directory', args: (f) => ['eval', '--weights', f.dir, '--text', f.ids], names: /^error: cannot read --weights .*: it is a directory/ },
   { name: '--weights not safetensors', args: (f) => ['eval', '--weights', f.ids, '--text', f.ids], names: /^error: .*ids\.txt: safetensors: / },
-  { name: '--weights truncated', args: (f) => ['eval', '--weights', f.truncated, '--text', f.ids], names: /^error: .*truncated\.safetensors: safetensors: .*outside|exceeds/ },
+  {
+    name: '--weights truncated',
+    args: (f) => ['eval', '--weights', f.truncated, '--text', f.ids],
+    names: /^error: .*truncated\.safetensors: safetensors: .*outside|exceeds/,
+  },
   { name: '--weights without config', args: (f) => ['eval', '--weights', f.noconfig, '--text', f.ids], names: /^error: .*noconfig\.safetensors: no "config"/ },
-  { name: '--text missing file', args: (f) => ['eval', '--weights', f.model, '--text', path.join(f.dir, 'nope.txt')], names: /^error: cannot read --text .*nope\.txt: no such file/ },
+  {
+    name: '--text missing file',
+    args: (f) => ['eval', '--weights', f.model, '--text', path.join(f.dir, 'nope.txt')],
+    names: /^error: cannot read --text .*nope\.txt: no such file/,
+  },
   { name: '--text with a token ≥ vocab', args: (f) => ['eval', '--weights', f.model, '--text', f.badIds], names: /^error: --text .*token 2 is "9".*\[0, 7\)/ },
-  { name: '--text with one token', args: (f) => ['eval', '--weights', f.model, '--text', f.oneId], names: /^error: --text .*holds 1 token\(s\); eval needs at least 2/ },
+  {
+    name: '--text with one token',
+    args: (f) => ['eval', '--weights', f.model, '--text', f.oneId],
+    names: /^error: --text .*holds 1 token\(s\); eval needs at least 2/,
+  },
   { name: '--slice 0', args: (f) => ['eval', '--weights', f.model, '--text', f.ids, '--slice', '0'], names: /^error: --slice must be an integer ≥ 1, got "0"/ },
   { name: '--slice abc', args: (f) => ['eval', '--weights', f.model, '--text', f.ids, '--slice', 'abc'], names: /^error: --slice must be an integer/ },
   { name: '--tokens -1', args: (f) => ['generate', '--weights', f.model, '--prompt', '1', '--tokens', '-1'], names: /^error: --tokens must be an integer ≥ 0/ },
-  { name: '--temperature NaN', args: (f) => ['generate', '--weights', f.model, '--prompt', '1', '--temperature', 'NaN'], names: /^error: --temperature must be a finite number/ },
+  {
+    name: '--temperature NaN',
+    args: (f) => ['generate', '--weights', f.model, '--prompt', '1', '--temperature', 'NaN'],
+    names: /^error: --temperature must be a finite number/,
+  },
   { name: '--top-k 1.5', args: (f) => ['generate', '--weights', f.model, '--prompt', '1', '--top-k', '1.5'], names: /^error: --top-k must be an integer/ },
   { name: 'missing --prompt', args: (f) => ['generate', '--weights', f.model], names: /^error: --prompt <text> is required/ },
   { name: 'empty --prompt', args: (f) => ['generate', '--weights', f.model, '--prompt', ' '], names: /^error: --prompt must hold at least one token/ },
   { name: '--prompt token out of range', args: (f) => ['generate', '--weights', f.model, '--prompt', '1 -3'], names: /^error: --prompt: token 1 is "-3"/ },
   { name: 'a flag twice', args: (f) => ['eval', '--weights', f.model, '--weights', f.model, '--text', f.ids], names: /^error: --weights is given twice/ },
-  { name: 'NaN weights', args: (f) => ['eval', '--weights', f.nan, '--text', f.ids], names: /^error: .*nan\.safetensors: importWeights: .* is NaN in the file/ },
+  {
+    name: 'NaN weights',
+    args: (f) => ['eval', '--weights', f.nan, '--text', f.ids],
+    names: /^error: .*nan\.safetensors: importWeights: .* is NaN in the file/,
+  },
 ];
 
 function startCli(): void {
@@ -936,7 +1145,11 @@ function startCli(): void {
   put('oneId.txt', '3');
   const run = (args: string[]) =>
     new Promise<CliRun>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+        cwd: ROOT,
+        env: { ...process.env, NODE_OPTIONS: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d) => (stdout += d));

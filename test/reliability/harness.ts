@@ -49,7 +49,8 @@ export interface Probe<R> {
 }
 
 /** Accidental JS errors: the library did not check its input before using it. */
-const ACCIDENTAL = /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not a constructor|undefined is not|null is not|Maximum call stack|Invalid array length|Invalid typed array length|out of bounds|unreachable/i;
+const ACCIDENTAL =
+  /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not a constructor|undefined is not|null is not|Maximum call stack|Invalid array length|Invalid typed array length|out of bounds|unreachable/i;
 
 /** The first non-finite number anywhere in `x` (typed arrays, arrays, objects, numbers), as a path. */
 export function findNonFinite(x: unknown, path = 'result', seen = new Set<unknown>()): string | undefined {
@@ -75,7 +76,9 @@ export function findNonFinite(x: unknown, path = 'result', seen = new Set<unknow
 
 function timeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new HangError(`no answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new HangError(`no answer within ${ms} ms`)), ms)))]).finally(() =>
+    clearTimeout(timer),
+  );
 }
 
 class HangError extends Error {}
@@ -141,7 +144,10 @@ export class Recorder {
   }
 
   /** A printable summary: totals, then per group (then every case, with `verbose`: `SLIM_RELIABILITY_VERBOSE=1`). */
-  summary(title: string, verbose = !!(globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.SLIM_RELIABILITY_VERBOSE): string {
+  summary(
+    title: string,
+    verbose = !!(globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.SLIM_RELIABILITY_VERBOSE,
+  ): string {
     const c = this.counts();
     const line = (label: string, rs: CaseResult[]) => {
       const n = (o: Outcome) => rs.filter((r) => r.outcome === o).length;
@@ -151,7 +157,12 @@ export class Recorder {
     const bad = this.results.filter(isFailure);
     return [
       `${title}: ${c.cases} cases — refused with ArgError ${c.ArgError}, refused with Error ${c.Error}, ok ${c.ok}, silent NaN ${c['silent NaN']}, crash ${c.crash}, unclear ${c.unclear}, accepted ${c.accepted}, wrong ${c.wrong}, leak ${c.leak}, state lost ${c['state lost']}`,
-      ...groups.map((g) => line(g, this.results.filter((r) => r.group === g))),
+      ...groups.map((g) =>
+        line(
+          g,
+          this.results.filter((r) => r.group === g),
+        ),
+      ),
       ...bad.map((r) => `  FAILED ${r.group} / ${r.name}: ${r.outcome}${r.detail ? ` — ${r.detail}` : ''}`),
       ...(verbose ? this.results.map((r) => `  ${r.outcome.padEnd(10)} ${r.group} / ${r.name}${r.detail ? ` — ${r.detail}` : ''}`) : []),
     ].join('\n');

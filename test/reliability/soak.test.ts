@@ -88,7 +88,8 @@ function sameBits(a: unknown, b: unknown, where: string): void {
     expect(x.length === y.length && x.every((v, i) => v === y[i]), `${where}: a repeated call gave other bits`).toBe(true);
     return;
   }
-  if (a !== null && typeof a === 'object') for (const k of Object.keys(a)) sameBits((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${where}.${k}`);
+  if (a !== null && typeof a === 'object')
+    for (const k of Object.keys(a)) sameBits((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${where}.${k}`);
 }
 
 describe('soak', () => {

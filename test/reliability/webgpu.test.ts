@@ -23,7 +23,8 @@ function sameBits(a: unknown, b: unknown, where = 'result'): void {
     if (!y || x.length !== y.length || x.some((v, i) => v !== y[i])) throw new Error(`${where} differs`);
     return;
   }
-  if (a !== null && typeof a === 'object') for (const k of Object.keys(a)) sameBits((a as Record<string, unknown>)[k], (b as Record<string, unknown>)?.[k], `${where}.${k}`);
+  if (a !== null && typeof a === 'object')
+    for (const k of Object.keys(a)) sameBits((a as Record<string, unknown>)[k], (b as Record<string, unknown>)?.[k], `${where}.${k}`);
 }
 
 describe.skipIf(!gpu)(`WebGPU bad inputs (${gpu?.description ?? 'skipped: no WebGPU adapter'})`, () => {
@@ -50,7 +51,11 @@ describe.skipIf(!gpu)(`WebGPU bad inputs (${gpu?.description ?? 'skipped: no Web
     const other = (await K.causalForward({ ...p, k: p.q, chunk: 8 })).state;
     const cases: Array<[string, unknown, RegExp]> = [
       ['empty (never ran forward)', emptyState(dims, 'favor'), /causalBackward: stateOut\.offset\[0\] is -Infinity \(an empty state\)/],
-      ['zero-size arrays', { S: new Float64Array(0), z: new Float64Array(0), offset: new Float64Array(0) }, /causalBackward: stateOut\.S must be a Float64Array of shape \[b, h, m, dv\]/],
+      [
+        'zero-size arrays',
+        { S: new Float64Array(0), z: new Float64Array(0), offset: new Float64Array(0) },
+        /causalBackward: stateOut\.S must be a Float64Array of shape \[b, h, m, dv\]/,
+      ],
       ['S one short', { ...f.state, S: f.state.S.slice(1) }, /stateOut\.S must be/],
       ['from other keys', other, /causalBackward: stateOut is not the state the forward produced .*expected the state causalForward returned/],
       ['null', null, /stateOut must be an object/],
@@ -81,14 +86,34 @@ describe.skipIf(!gpu)(`WebGPU bad inputs (${gpu?.description ?? 'skipped: no Web
     ] as const;
     for (const [name, change] of big) {
       await check(`causalForward: ${name}`, { run: () => K.causalForward({ ...p, ...change, chunk: 8 }), expect: 'either', names: overflow, after: again });
-      await check(`bidirectionalForward: ${name}`, { run: () => K.bidirectionalForward({ ...p, ...change, chunk: 8 }), expect: 'either', names: overflow, after: again });
-      await check(`bidirectionalBackward: ${name}`, { run: () => K.bidirectionalBackward({ ...p, ...change, dOut, chunk: 8 }), expect: 'either', names: overflow, after: again });
+      await check(`bidirectionalForward: ${name}`, {
+        run: () => K.bidirectionalForward({ ...p, ...change, chunk: 8 }),
+        expect: 'either',
+        names: overflow,
+        after: again,
+      });
+      await check(`bidirectionalBackward: ${name}`, {
+        run: () => K.bidirectionalBackward({ ...p, ...change, dOut, chunk: 8 }),
+        expect: 'either',
+        names: overflow,
+        after: again,
+      });
     }
     // The backward with a consistent, overflowing forward: the forward itself refuses, so use a
     // large dOut instead (its gradient products overflow).
-    await check('causalBackward: dOut × 1e37', { run: () => K.causalBackward({ ...p, chunk: 8, stateOut: f.state, dOut: scale(dOut, 1e37) }), expect: 'either', names: overflow, after: again });
+    await check('causalBackward: dOut × 1e37', {
+      run: () => K.causalBackward({ ...p, chunk: 8, stateOut: f.state, dOut: scale(dOut, 1e37) }),
+      expect: 'either',
+      names: overflow,
+      after: again,
+    });
     const relu = makeProblem('relu', { ...dims, m: 8 }, 4);
-    await check('relu causalForward: v × 1e37', { run: () => K.causalForward({ ...relu, v: scale(relu.v, 1e37), k: scale(relu.k, 1e3) }), expect: 'either', names: overflow, after: again });
+    await check('relu causalForward: v × 1e37', {
+      run: () => K.causalForward({ ...relu, v: scale(relu.v, 1e37), k: scale(relu.k, 1e3) }),
+      expect: 'either',
+      names: overflow,
+      after: again,
+    });
     for (const [name, run] of [
       ['causalForward k[3] = 3e38', () => K.causalForward({ ...p, k: Object.assign(p.k.slice(), { 3: 3e38 }), chunk: 8 })],
       ['bidirectionalForward k[0] = 3e38', () => K.bidirectionalForward({ ...p, k: Object.assign(p.k.slice(), { 0: 3e38 }), chunk: 8 })],
@@ -96,7 +121,12 @@ describe.skipIf(!gpu)(`WebGPU bad inputs (${gpu?.description ?? 'skipped: no Web
       const c = await check(`${name} is refused with an ArgError`, { run, expect: 'refuse', names: overflow, after: again });
       expect(c.outcome).toBe('ArgError');
     }
-    const r = await check('causalForward: q × 1e20 is refused with an ArgError', { run: () => K.causalForward({ ...p, q: scale(p.q, 1e20), chunk: 8 }), expect: 'refuse', names: overflow, after: again });
+    const r = await check('causalForward: q × 1e20 is refused with an ArgError', {
+      run: () => K.causalForward({ ...p, q: scale(p.q, 1e20), chunk: 8 }),
+      expect: 'refuse',
+      names: overflow,
+      after: again,
+    });
     expect(r.outcome).toBe('ArgError');
   });
 

@@ -155,7 +155,9 @@ describe('checkpoints', () => {
       const ck = decodeCheckpoint(bytes);
       expect(ck.header.step).toBe(7);
       const other = new PerformerLM(K, { ...CONFIG, dModel: 32, layers: 1 });
-      await expect(restoreCheckpoint(ck, other)).rejects.toThrow(/checkpoint config mismatch: dModel is 16 in the checkpoint but 32 in the model; layers is 2 in the checkpoint but 1 in the model/);
+      await expect(restoreCheckpoint(ck, other)).rejects.toThrow(
+        /checkpoint config mismatch: dModel is 16 in the checkpoint but 32 in the model; layers is 2 in the checkpoint but 1 in the model/,
+      );
       other.dispose();
 
       const { tensors: _, ...header } = ck.header;
@@ -170,7 +172,9 @@ describe('checkpoints', () => {
       await expect(restoreCheckpoint(ck, model, tf.train.sgd(0.1))).rejects.toThrow(/checkpoint holds no optimizer state/);
       const a = trained();
       const withAdam = decodeCheckpoint(await encodeCheckpoint(a.model, a.optimizer));
-      await expect(restoreCheckpoint(withAdam, model, tf.train.sgd(0.1))).rejects.toThrow(/optimizer mismatch: the checkpoint holds Adam state, the optimizer is SGD/);
+      await expect(restoreCheckpoint(withAdam, model, tf.train.sgd(0.1))).rejects.toThrow(
+        /optimizer mismatch: the checkpoint holds Adam state, the optimizer is SGD/,
+      );
       a.model.dispose();
       a.optimizer.dispose();
     });

@@ -42,7 +42,14 @@ function slicedLogits(model: PerformerLM, ids: number[][], slice: number): { log
   for (let t0 = 0; t0 < T; t0 += slice) {
     const n = Math.min(slice, T - t0);
     const part = tf.tidy(() => {
-      const f = model.forward(tf.tensor2d(ids.map((row) => row.slice(t0, t0 + n)), [B, n], 'int32'), { offset: t0, states });
+      const f = model.forward(
+        tf.tensor2d(
+          ids.map((row) => row.slice(t0, t0 + n)),
+          [B, n],
+          'int32',
+        ),
+        { offset: t0, states },
+      );
       states = f.statesOut;
       return f.logits.dataSync() as Float32Array;
     });
@@ -99,7 +106,8 @@ for (const { feature, preLN } of configs) {
       }
       const prompt = tokens(17, 4);
       const one = model.generate(prompt, { maxNewTokens: 8, temperature: 0, sliceLength: 256 });
-      for (const sliceLength of [1, 3, 16]) expect(model.generate(prompt, { maxNewTokens: 8, temperature: 0, sliceLength }), `sliceLength ${sliceLength}`).toEqual(one);
+      for (const sliceLength of [1, 3, 16])
+        expect(model.generate(prompt, { maxNewTokens: 8, temperature: 0, sliceLength }), `sliceLength ${sliceLength}`).toEqual(one);
     });
 
     it('greedy at temperature 0 picks the argmax of the full forward at every step', () => {

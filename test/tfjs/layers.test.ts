@@ -93,7 +93,24 @@ describe('PerformerBlock in a tf.sequential model', () => {
     const model = lmModel(true);
     const block = model.layers[1];
     const names = (ws: tf.LayerVariable[]) => ws.map((w) => w.originalName.split('/').pop());
-    expect(names(block.trainableWeights)).toEqual(['ln1g', 'ln1b', 'attn_wq', 'attn_bq', 'attn_wk', 'attn_bk', 'attn_wv', 'attn_bv', 'attn_wo', 'attn_bo', 'ln2g', 'ln2b', 'w1', 'b1', 'w2', 'b2']);
+    expect(names(block.trainableWeights)).toEqual([
+      'ln1g',
+      'ln1b',
+      'attn_wq',
+      'attn_bq',
+      'attn_wk',
+      'attn_bk',
+      'attn_wv',
+      'attn_bv',
+      'attn_wo',
+      'attn_bo',
+      'ln2g',
+      'ln2b',
+      'w1',
+      'b1',
+      'w2',
+      'b2',
+    ]);
     expect(names(block.nonTrainableWeights)).toEqual(['attn_omega']);
     expect(block.nonTrainableWeights[0].shape).toEqual([2, 8, 8]);
     const hd = 8;
@@ -127,12 +144,23 @@ describe('PerformerAttention', () => {
     for (const causal of [true, false]) {
       const layer = new PerformerAttention({ heads: 2, features: 12, causal, chunk: 4, seed: 5 });
       const rng = new Rng(2);
-      const x = tf.tensor3d(Float32Array.from({ length: 2 * T * D }, () => rng.normal()), [2, T, D]);
+      const x = tf.tensor3d(
+        Float32Array.from({ length: 2 * T * D }, () => rng.normal()),
+        [2, T, D],
+      );
       const got = layer.apply(x) as tf.Tensor;
       const [wq, bq, wk, bk, wv, bv, wo, bo, omega] = layer.getWeights();
       const want = tf.tidy(() => {
-        const split = (w: tf.Tensor, b: tf.Tensor) => tf.transpose(tf.reshape(tf.add(tf.matMul(tf.reshape(x, [-1, D]), w), b), [2, T, 2, D / 2]), [0, 2, 1, 3]) as tf.Tensor4D;
-        const { out } = performerAttention(split(wq, bq), split(wk, bk), split(wv, bv), { kernels: K, feature: 'favor', omega: omega.dataSync() as Float32Array, m: 12, causal, chunk: 4 });
+        const split = (w: tf.Tensor, b: tf.Tensor) =>
+          tf.transpose(tf.reshape(tf.add(tf.matMul(tf.reshape(x, [-1, D]), w), b), [2, T, 2, D / 2]), [0, 2, 1, 3]) as tf.Tensor4D;
+        const { out } = performerAttention(split(wq, bq), split(wk, bk), split(wv, bv), {
+          kernels: K,
+          feature: 'favor',
+          omega: omega.dataSync() as Float32Array,
+          m: 12,
+          causal,
+          chunk: 4,
+        });
         return tf.reshape(tf.add(tf.matMul(tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [-1, D]), wo), bo), [2, T, D]);
       });
       expect(Array.from(got.dataSync())).toEqual(Array.from(want.dataSync()));

@@ -15,7 +15,6 @@ import { relErr } from '../util/assert.ts';
 import { Rng } from '../util/rng.ts';
 import { useTfjsBackend } from '../util/tfjs_backend.ts';
 
-
 interface Problem extends Dims {
   feature: FeatureMap;
   omega?: Float32Array;
@@ -33,7 +32,7 @@ function omegaTensor(p: Problem): tf.Tensor4D {
 /** ℓ (favor) or u (other maps): `[b, h, t, m]`. */
 function logits(x: tf.Tensor, p: Problem): tf.Tensor {
   if (p.feature === 'favor') {
-    const xs = tf.mul(x, Math.pow(p.d, -0.25));
+    const xs = tf.mul(x, p.d ** -0.25);
     return tf.sub(tf.matMul(xs as tf.Tensor4D, omegaTensor(p), false, true), tf.div(tf.sum(tf.square(xs), -1, true), 2));
   }
   return p.omega ? tf.matMul(x as tf.Tensor4D, omegaTensor(p), false, true) : x;
@@ -94,13 +93,20 @@ function plainAttention(
     den = tf.add(den, tf.mul(c.s, tf.matMul(phiQ as tf.Tensor4D, tf.expandDims(z, -1) as tf.Tensor4D)));
   }
   // The mask is a constant (read back, so the tape does not try to differentiate a comparison).
-  const pos = tf.tensor(Uint8Array.from(den.dataSync(), (x) => (x > 0 ? 1 : 0)), den.shape, 'bool');
+  const pos = tf.tensor(
+    Uint8Array.from(den.dataSync(), (x) => (x > 0 ? 1 : 0)),
+    den.shape,
+    'bool',
+  );
   const out = tf.where(tf.broadcastTo(pos, num.shape), tf.div(num, tf.where(pos, den, tf.onesLike(den))), tf.zerosLike(num));
   if (!p.causal) return { out };
   // State out, frame m_T: exp(ck − m_T) (s S_in + ΦKᵀ V).
   const bh = p.b * p.h;
   const ckv = c.ck.dataSync();
-  const frame = tf.tensor4d(Float32Array.from({ length: bh }, (_, i) => (p.feature === 'favor' ? Math.exp(ckv[i] - offsetOut![i]) : 1)), [p.b, p.h, 1, 1]);
+  const frame = tf.tensor4d(
+    Float32Array.from({ length: bh }, (_, i) => (p.feature === 'favor' ? Math.exp(ckv[i] - offsetOut![i]) : 1)),
+    [p.b, p.h, 1, 1],
+  );
   let Sout = tf.matMul(phiK as tf.Tensor4D, v as tf.Tensor4D, true, false);
   let zout = tf.sum(phiK, 2);
   if (S && z) {
@@ -119,7 +125,6 @@ function problem(feature: FeatureMap, withOmega: boolean, seed: number): Problem
   const dv = 6;
   return { b, h, t, d, m, dv, feature, omega: withOmega ? randomProjection({ h, m, d, seed }) : undefined };
 }
-
 
 let K: Kernels;
 beforeAll(async () => {
@@ -169,7 +174,9 @@ for (const backend of ['cpu', 'wasm'] as const) {
               omega: p.omega,
             }).state;
           }
-          const up: StateGrad | undefined = cs.causal ? { S: Float64Array.from(randn(rng, b * h * m * dv)), z: Float64Array.from(randn(rng, b * h * m)) } : undefined;
+          const up: StateGrad | undefined = cs.causal
+            ? { S: Float64Array.from(randn(rng, b * h * m * dv)), z: Float64Array.from(randn(rng, b * h * m)) }
+            : undefined;
 
           // The op.
           let stateOut: AttnState | undefined;
@@ -188,7 +195,15 @@ for (const backend of ['cpu', 'wasm'] as const) {
             return tf.sum(tf.mul(r.out, w));
           });
           const [gq, gk, gv] = opGrads([q, k, v]);
-          const opOut = performerAttention(q, k, v, { kernels: K, feature: p.feature, omega: p.omega, m, causal: cs.causal, chunk: 4, ...(cs.causal ? { state } : {}) });
+          const opOut = performerAttention(q, k, v, {
+            kernels: K,
+            feature: p.feature,
+            omega: p.omega,
+            m,
+            causal: cs.causal,
+            chunk: 4,
+            ...(cs.causal ? { state } : {}),
+          });
 
           // Plain TF.js, with the surrogate ⟨S_out, G⟩ + ⟨z_out, Gz⟩ for the upstream state gradient.
           const S = tf.tensor4d(Float32Array.from(state?.S ?? new Float64Array(b * h * m * dv)), [b, h, m, dv]);
@@ -203,7 +218,9 @@ for (const backend of ['cpu', 'wasm'] as const) {
             return loss as tf.Scalar;
           };
           const ref = plainAttention(q, k, v, cs.state ? S : undefined, cs.state ? z : undefined, p, c, stateOut?.offset);
-          const refGrads = cs.state ? tf.grads(plainLoss)([q, k, v, S, z]) : tf.grads((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor) => plainLoss(qi, ki, vi))([q, k, v]);
+          const refGrads = cs.state
+            ? tf.grads(plainLoss)([q, k, v, S, z])
+            : tf.grads((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor) => plainLoss(qi, ki, vi))([q, k, v]);
 
           expect(relErr(ref.out.dataSync(), opOut.out.dataSync()), 'out').toBeLessThan(TOL);
           expect(relErr(refGrads[0].dataSync(), gq.dataSync()), 'dq').toBeLessThan(TOL);
@@ -256,10 +273,21 @@ for (const backend of ['cpu', 'wasm'] as const) {
         const first = performerAttention(cut(q, 0, 5), cut(k, 0, 5), cut(v, 0, 5), opts);
         let gMid: StateGrad | undefined;
         const g2 = tf.grads((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor) =>
-          tf.sum(tf.mul(performerAttention(qi as tf.Tensor4D, ki as tf.Tensor4D, vi as tf.Tensor4D, { ...opts, state: first.state, stateGrad: { onInput: (g) => (gMid = g) } }).out, cut(w, 5, 7))),
+          tf.sum(
+            tf.mul(
+              performerAttention(qi as tf.Tensor4D, ki as tf.Tensor4D, vi as tf.Tensor4D, {
+                ...opts,
+                state: first.state,
+                stateGrad: { onInput: (g) => (gMid = g) },
+              }).out,
+              cut(w, 5, 7),
+            ),
+          ),
         )([cut(q, 5, 7), cut(k, 5, 7), cut(v, 5, 7)]);
         const g1 = tf.grads((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor) =>
-          tf.sum(tf.mul(performerAttention(qi as tf.Tensor4D, ki as tf.Tensor4D, vi as tf.Tensor4D, { ...opts, stateGrad: { upstream: gMid } }).out, cut(w, 0, 5))),
+          tf.sum(
+            tf.mul(performerAttention(qi as tf.Tensor4D, ki as tf.Tensor4D, vi as tf.Tensor4D, { ...opts, stateGrad: { upstream: gMid } }).out, cut(w, 0, 5)),
+          ),
         )([cut(q, 0, 5), cut(k, 0, 5), cut(v, 0, 5)]);
         for (let i = 0; i < 3; i++) {
           const joined = tf.concat([g1[i], g2[i]], 2);
@@ -286,7 +314,9 @@ for (const backend of ['cpu', 'wasm'] as const) {
       const tmd = t * m * dv * 4;
       const opGrads = () =>
         tf.grads((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor) =>
-          tf.sum(performerAttention(qi as tf.Tensor4D, ki as tf.Tensor4D, vi as tf.Tensor4D, { kernels: K, feature: 'favor', omega, m, causal: true, chunk: 8 }).out),
+          tf.sum(
+            performerAttention(qi as tf.Tensor4D, ki as tf.Tensor4D, vi as tf.Tensor4D, { kernels: K, feature: 'favor', omega, m, causal: true, chunk: 8 }).out,
+          ),
         )([q, k, v]);
       const measure = (f: () => unknown) => tf.profile(() => void tf.tidy(() => void f()));
       const start = tf.memory().numBytes;

@@ -27,11 +27,27 @@ describe('float64 dense twin', () => {
       const w = rng.normals(i * o);
       const b = rng.normals(o);
       const dy = rng.normals(n * o);
-      const loss = (xx: Float64Array, ww: Float64Array, bb: Float64Array) => refDense({ x: xx, w: ww, b: bb, n, in: i, out: o, transposeW }).reduce((s, y, j) => s + y * dy[j], 0);
+      const loss = (xx: Float64Array, ww: Float64Array, bb: Float64Array) =>
+        refDense({ x: xx, w: ww, b: bb, n, in: i, out: o, transposeW }).reduce((s, y, j) => s + y * dy[j], 0);
       const g = refDenseBackward({ x, w, b, n, in: i, out: o, transposeW }, dy);
-      assertClose(`dx (transposeW ${transposeW})`, finiteDiff((v) => loss(v, w, b), x), g.dx, 1e-7);
-      assertClose(`dw (transposeW ${transposeW})`, finiteDiff((v) => loss(x, v, b), w), g.dw, 1e-7);
-      assertClose(`db (transposeW ${transposeW})`, finiteDiff((v) => loss(x, w, v), b), g.db, 1e-7);
+      assertClose(
+        `dx (transposeW ${transposeW})`,
+        finiteDiff((v) => loss(v, w, b), x),
+        g.dx,
+        1e-7,
+      );
+      assertClose(
+        `dw (transposeW ${transposeW})`,
+        finiteDiff((v) => loss(x, v, b), w),
+        g.dw,
+        1e-7,
+      );
+      assertClose(
+        `db (transposeW ${transposeW})`,
+        finiteDiff((v) => loss(x, w, v), b),
+        g.db,
+        1e-7,
+      );
     }
   });
 });
@@ -116,7 +132,9 @@ for (const backend of ['cpu', 'wasm'] as const) {
               const inputs = bt ? [xt, wt, bt] : [xt, wt];
               const y = dense(xt, wt, bt, { transposeW });
               expect(y.shape).toEqual([...lead, o]);
-              const g = tf.grads((...ts: tf.Tensor[]) => tf.sum(tf.mul(dense(ts[0], ts[1], ts[2], { transposeW }), tf.tensor(Float32Array.from(dy), [...lead, o]))))(inputs);
+              const g = tf.grads((...ts: tf.Tensor[]) =>
+                tf.sum(tf.mul(dense(ts[0], ts[1], ts[2], { transposeW }), tf.tensor(Float32Array.from(dy), [...lead, o]))),
+              )(inputs);
               return { y: y.dataSync(), g: g.map((t) => t.dataSync()) };
             });
             expect(tf.memory().numTensors).toBe(before);

@@ -35,7 +35,10 @@ describe('matches the SLiM reference implementation', () => {
       const w = load(`${name}.weights.safetensors`);
       const vec = load(`${name}.vectors.safetensors`);
       const config = JSON.parse(w.metadata.config);
-      const rfs = [...vec.tensors.keys()].filter((k) => k.startsWith('rfs.')).sort().map((k) => vec.tensors.get(k)!.data as Float64Array);
+      const rfs = [...vec.tensors.keys()]
+        .filter((k) => k.startsWith('rfs.'))
+        .sort()
+        .map((k) => vec.tensors.get(k)!.data as Float64Array);
       const tokens = vec.tensors.get('tokens')!;
       const mask = vec.tensors.get('mask')!;
       const [B, T1] = tokens.shape;
@@ -45,7 +48,8 @@ describe('matches the SLiM reference implementation', () => {
         m.setWeights(w.tensors as Map<string, Tensor & { data: Float64Array }>);
         return m;
       };
-      const grads = (prefix: string) => [...vec.tensors].filter(([k]) => k.startsWith(`${prefix}.`)).map(([k, t]) => [k.slice(prefix.length + 1), t.data as Float64Array] as const);
+      const grads = (prefix: string) =>
+        [...vec.tensors].filter(([k]) => k.startsWith(`${prefix}.`)).map(([k, t]) => [k.slice(prefix.length + 1), t.data as Float64Array] as const);
 
       it('logits (relative error ≤ 1e-5)', () => {
         const model = make();

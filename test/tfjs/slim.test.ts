@@ -35,7 +35,18 @@ describe('SLiM trainer', () => {
   for (const { feature, preLN } of cases) {
     for (const masked of [false, true]) {
       it(`gradients equal full backprop: ${feature}, ${preLN ? 'pre' : 'post'}-LN, ${masked ? 'with' : 'no'} padding mask`, () => {
-        const model = new PerformerLM(K, { vocabSize: 11, dModel: 16, heads: 2, layers: 2, ffn: 24, feature, features: feature === 'favor' ? 12 : 8, chunk: 4, preLN, seed: 3 });
+        const model = new PerformerLM(K, {
+          vocabSize: 11,
+          dModel: 16,
+          heads: 2,
+          layers: 2,
+          ffn: 24,
+          feature,
+          features: feature === 'favor' ? 12 : 8,
+          chunk: 4,
+          preLN,
+          seed: 3,
+        });
         const b = batch(5, 11, masked);
         const full = fullGradients(model, b);
         for (const slice of [1, 7, T / 2, T]) {

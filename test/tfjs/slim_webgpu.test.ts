@@ -36,10 +36,24 @@ describe.skipIf(!ok)('SLiM on the GPU (TF.js webgpu backend, WebGPU kernels)', (
     await tf.setBackend('webgpu');
   });
 
-  for (const [feature, masked] of [['favor', false], ['favor', true], ['relu', false]] as Array<[FeatureMap, boolean]>) {
+  for (const [feature, masked] of [
+    ['favor', false],
+    ['favor', true],
+    ['relu', false],
+  ] as Array<[FeatureMap, boolean]>) {
     it(`gradients equal full backprop on the cpu backend: ${feature}, ${masked ? 'with' : 'no'} padding mask`, async () => {
       await tf.setBackend('cpu');
-      const model = new PerformerLM(W, { vocabSize: 11, dModel: 16, heads: 2, layers: 2, ffn: 24, feature, features: feature === 'favor' ? 12 : 8, chunk: 4, seed: 3 });
+      const model = new PerformerLM(W, {
+        vocabSize: 11,
+        dModel: 16,
+        heads: 2,
+        layers: 2,
+        ffn: 24,
+        feature,
+        features: feature === 'favor' ? 12 : 8,
+        chunk: 4,
+        seed: 3,
+      });
       const b = batch(5, 11, masked);
       const full = fullGradients(model, b);
       const ref = new Map([...full.grads].map(([n, g]) => [n, g.dataSync() as Float32Array]));

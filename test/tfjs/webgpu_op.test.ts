@@ -121,11 +121,16 @@ describe.skipIf(!ok)('performerAttentionWebGPU on the TF.js webgpu backend', () 
     const w = tf.tensor4d(upstream(dims, 22).dOut, [b, h, t, dv]);
     const opts = { kernels: G, feature: 'favor' as const, omega: tf.tensor3d(p.omega!, [h, dims.m, d]), chunk: 4, causal: true };
     const cut = (x: tf.Tensor, a: number, n: number) => tf.slice(x, [0, 0, a, 0], [b, h, n, -1]) as tf.Tensor4D;
-    const whole = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.mul(performerAttentionWebGPU(qq as tf.Tensor4D, kk as tf.Tensor4D, vv as tf.Tensor4D, { ...opts, returnState: false }).out, w)) as tf.Scalar;
+    const whole = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
+      tf.sum(tf.mul(performerAttentionWebGPU(qq as tf.Tensor4D, kk as tf.Tensor4D, vv as tf.Tensor4D, { ...opts, returnState: false }).out, w)) as tf.Scalar;
     const sliced = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => {
       let state: tf.Tensor2D | undefined;
       const outs: tf.Tensor[] = [];
-      for (const [a, n] of [[0, 13], [13, 7], [20, 13]]) {
+      for (const [a, n] of [
+        [0, 13],
+        [13, 7],
+        [20, 13],
+      ]) {
         const r = performerAttentionWebGPU(cut(qq, a, n), cut(kk, a, n), cut(vv, a, n), { ...opts, state });
         outs.push(r.out);
         state = r.state;
@@ -155,7 +160,10 @@ describe.skipIf(!ok)('performerAttentionWebGPU on the TF.js webgpu backend', () 
     const opts = { kernels: G, feature: 'favor' as const, omega: p.omega, chunk: 8, causal: false };
     reads = 0;
     const out = performerAttentionWebGPU(q, k, v, opts).out;
-    const g = tf.grads((qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.mul(performerAttentionWebGPU(qq as tf.Tensor4D, kk as tf.Tensor4D, vv as tf.Tensor4D, opts).out, w)) as tf.Scalar)([q, k, v]);
+    const g = tf.grads(
+      (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
+        tf.sum(tf.mul(performerAttentionWebGPU(qq as tf.Tensor4D, kk as tf.Tensor4D, vv as tf.Tensor4D, opts).out, w)) as tf.Scalar,
+    )([q, k, v]);
     expect(reads).toBe(0);
     const ref = W.bidirectionalForward({ ...p, chunk: 8 });
     const rg = W.bidirectionalBackward({ ...p, chunk: 8, dOut });
@@ -176,7 +184,14 @@ describe.skipIf(!ok)('performerAttentionWebGPU on the TF.js webgpu backend', () 
       const layer = new PerformerAttention({ heads: 2, features: 12, feature: 'favor', causal: true, chunk: 4, seed: 7 });
       const x = tf.tensor3d(xv, [B, T, D]);
       layer.apply(x); // builds the weights (glorot initialisers are seeded below)
-      layer.setWeights(layer.getWeights().map((wt, i) => tf.tensor(Float32Array.from(new Rng(100 + i).normals(wt.size)).map((z) => z * 0.3), wt.shape)));
+      layer.setWeights(
+        layer.getWeights().map((wt, i) =>
+          tf.tensor(
+            Float32Array.from(new Rng(100 + i).normals(wt.size)).map((z) => z * 0.3),
+            wt.shape,
+          ),
+        ),
+      );
       const y = layer.apply(x) as tf.Tensor;
       const trainable = layer.trainableWeights.map((wt) => wt.read() as tf.Variable);
       const { grads } = tf.variableGrads(() => tf.sum(tf.square(layer.apply(x) as tf.Tensor)) as tf.Scalar, trainable);
@@ -203,11 +218,13 @@ describe.skipIf(!ok)('performerAttentionWebGPU on the TF.js webgpu backend', () 
     const rng = new Rng(51);
     const xs = Float32Array.from({ length: N * T }, () => Math.floor(rng.next() * V));
     const ys = Int32Array.from(xs, (x) => (x + 1) % V);
-    const fit = async (backend: string, kernels: Kernels | WebGPUKernels) => {
+    const train = async (backend: string, kernels: Kernels | WebGPUKernels) => {
       await tf.setBackend(backend);
       setKernels(kernels);
       const model = tf.sequential();
-      model.add(tf.layers.embedding({ inputDim: V, outputDim: D, inputLength: T, embeddingsInitializer: tf.initializers.randomNormal({ stddev: 0.5, seed: 1 }) }));
+      model.add(
+        tf.layers.embedding({ inputDim: V, outputDim: D, inputLength: T, embeddingsInitializer: tf.initializers.randomNormal({ stddev: 0.5, seed: 1 }) }),
+      );
       model.add(new PerformerBlock({ heads: 2, features: 8, feature: 'favor', causal: true, chunk: 4, ffn: 24, seed: 3 }));
       model.add(tf.layers.dense({ units: V, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) }));
       model.compile({ optimizer: tf.train.sgd(0.5), loss: 'categoricalCrossentropy' });
@@ -219,8 +236,8 @@ describe.skipIf(!ok)('performerAttentionWebGPU on the TF.js webgpu backend', () 
       return h.history.loss as number[];
     };
     try {
-      const cpu = await fit('cpu', W);
-      const gpu = await fit('webgpu', G);
+      const cpu = await train('cpu', W);
+      const gpu = await train('webgpu', G);
       expect(gpu[2], 'the loss falls').toBeLessThan(gpu[0]);
       assertClose('losses of three steps', cpu, gpu, 1e-4);
     } finally {
@@ -232,10 +249,14 @@ describe.skipIf(!ok)('performerAttentionWebGPU on the TF.js webgpu backend', () 
   it('bad input: a clear error naming the argument, and the next call works', async () => {
     const q = tf.zeros([1, 2, 5, 8]) as tf.Tensor4D;
     const opts = { kernels: G, feature: 'relu' as const, causal: true };
-    expect(() => performerAttentionWebGPU(q, q, q, { ...opts, state: tf.zeros([2, 3]) as tf.Tensor2D })).toThrow(/state must be a float32 tensor \[b·h, gpuStateWords\(m, dv\)\] = \[2, 145\]/);
+    expect(() => performerAttentionWebGPU(q, q, q, { ...opts, state: tf.zeros([2, 3]) as tf.Tensor2D })).toThrow(
+      /state must be a float32 tensor \[b·h, gpuStateWords\(m, dv\)\] = \[2, 145\]/,
+    );
     expect(() => performerAttentionWebGPU(q, tf.zeros([1, 2, 4, 8]) as tf.Tensor4D, q, opts)).toThrow(/k must have q's shape/);
     expect(() => performerAttentionWebGPU(q, q, q, { ...opts, feature: 'favor' })).toThrow(/omega .* is required for feature 'favor'/);
-    expect(() => performerAttentionWebGPU(q, q, q, { ...opts, kernels: { backend: 'webgpu', device: {} } as unknown as WebGPUKernels })).toThrow(/another GPUDevice/);
+    expect(() => performerAttentionWebGPU(q, q, q, { ...opts, kernels: { backend: 'webgpu', device: {} } as unknown as WebGPUKernels })).toThrow(
+      /another GPUDevice/,
+    );
     const r = performerAttentionWebGPU(q, q, q, opts);
     expect(Array.from(await r.out.data()).every((x) => x === 0)).toBe(true); // zero keys: zero denominators → 0
     tf.dispose([q, r.out, r.state!]);
@@ -265,7 +286,9 @@ describe.skipIf(!ok)('performerAttentionWebGPU on the TF.js webgpu backend', () 
     G.release(bad.state);
     await new Promise((r2) => setTimeout(r2, 50));
     await dev.queue.onSubmittedWorkDone();
-    expect(() => G.causalForwardSync({ q: mk(16), k, v, dims: d4, feature: 'relu' })).toThrow(/causalForwardSync: an earlier call failed on the GPU: causalForwardSync: WebGPU validation error/);
+    expect(() => G.causalForwardSync({ q: mk(16), k, v, dims: d4, feature: 'relu' })).toThrow(
+      /causalForwardSync: an earlier call failed on the GPU: causalForwardSync: WebGPU validation error/,
+    );
     k.destroy();
     v.destroy();
   });

@@ -44,7 +44,12 @@ describe('relu features with exact-zero denominators', () => {
     // The construction really meets zero denominators: head 0's attention output is exactly 0.
     const q = tf.tidy(() => {
       const x = tf.concat([tf.gather(model.namedVariables()[0][1], tf.tensor2d(tokens.subarray(0, T), [1, T], 'int32')), tf.zeros([1, T, 8])], 2);
-      return tf.add(tf.matMul(tf.reshape(x, [T, 16]), model.namedVariables().find(([n]) => n === 'layers.0.attention.q_map.weight')![1], false, true), model.namedVariables().find(([n]) => n === 'layers.0.attention.q_map.bias')![1]).dataSync();
+      return tf
+        .add(
+          tf.matMul(tf.reshape(x, [T, 16]), model.namedVariables().find(([n]) => n === 'layers.0.attention.q_map.weight')![1], false, true),
+          model.namedVariables().find(([n]) => n === 'layers.0.attention.q_map.bias')![1],
+        )
+        .dataSync();
     });
     for (let t = 0; t < T; t++) for (let i = 0; i < 8; i++) expect(q[t * 16 + i]).toBeLessThan(0);
 

@@ -35,13 +35,7 @@ export function relErr(ref: ArrayLike<number>, got: ArrayLike<number>): number {
  * Throws unless `got` matches `ref` elementwise: |got − ref| ≤ tol·max|ref| + atol everywhere
  * (a NaN anywhere fails). The message reports the max-abs and relative RMS errors.
  */
-export function assertClose(
-  name: string,
-  ref: ArrayLike<number>,
-  got: ArrayLike<number>,
-  tol: number,
-  atol = 0,
-): void {
+export function assertClose(name: string, ref: ArrayLike<number>, got: ArrayLike<number>, tol: number, atol = 0): void {
   if (ref.length !== got.length) throw new Error(`${name}: length ${got.length}, expected ${ref.length}`);
   const s = errorStats(ref, got);
   const ok = s.maxAbs <= tol * s.refMaxAbs + atol; // false for NaN

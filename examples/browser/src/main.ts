@@ -43,7 +43,9 @@ const clearError = () => ($('error').hidden = true);
 const setStatus = (s: string) => ($('status').textContent = s);
 
 window.addEventListener('error', (e) => showError(`The page hit an unexpected error: ${e.message}`, e.error?.stack));
-window.addEventListener('unhandledrejection', (e) => showError(`The page hit an unexpected error: ${(e.reason as Error)?.message ?? e.reason}`, (e.reason as Error)?.stack));
+window.addEventListener('unhandledrejection', (e) =>
+  showError(`The page hit an unexpected error: ${(e.reason as Error)?.message ?? e.reason}`, (e.reason as Error)?.stack),
+);
 
 // ---------------------------------------------------------------------------------------------
 // Worker client
@@ -204,7 +206,8 @@ function drawChart(): void {
   }
   for (const st of runStarts) parts.push(svg('line', { x1: x(st), x2: x(st), y1: pad.t, y2: H - pad.b, class: 'grid' }));
   parts.push(svg('text', { x: W - 70, y: H - 5, class: 'note' }, `step (${losses.length})`));
-  const line = (vals: number[], cls: string) => parts.push(svg('polyline', { class: cls, points: vals.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ') }));
+  const line = (vals: number[], cls: string) =>
+    parts.push(svg('polyline', { class: cls, points: vals.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ') }));
   line(losses, 'raw');
   let ema = losses[0];
   line(
@@ -288,21 +291,30 @@ $('stop').onclick = () => void call({ type: 'stop' });
 // One SLiM step over a long sequence: the progress bar follows the slices of both passes.
 $('long-step').onclick = () =>
   action('long-step', async () => {
-    const req = { type: 'long-step' as const, text: text(), source: $<HTMLSelectElement>('long-source').value as 'text' | 'random', tokens: num('long-tokens'), slice: num('slice') };
+    const req = {
+      type: 'long-step' as const,
+      text: text(),
+      source: $<HTMLSelectElement>('long-source').value as 'text' | 'random',
+      tokens: num('long-tokens'),
+      slice: num('slice'),
+    };
     const bar = $<HTMLProgressElement>('long-progress');
     bar.value = 0;
     bar.dataset.updates = '0';
     $('long-stats').dataset.done = '0';
     setStatus(`One SLiM step over ${req.tokens} tokens in slices of ${req.slice}: pass 1 runs every slice forward, pass 2 walks back with gradients…`);
     const t0 = performance.now();
-    const r = await call<{ loss: number; tokens: number; seconds: number; tokPerSec: number; peak: MemoryInfo; dropped: number; model: ModelInfo }>(req, (e) => {
-      if (e.type !== 'slice-progress') return;
-      bar.value = (e.pass - 1 + e.done / e.total) / 2;
-      bar.dataset.updates = String(Number(bar.dataset.updates ?? 0) + 1);
-      lastMem = e.memory;
-      showMemory();
-      $('long-stats').textContent = `pass ${e.pass} of 2: slice ${e.done}/${e.total} · ${((performance.now() - t0) / 1000).toFixed(0)} s`;
-    });
+    const r = await call<{ loss: number; tokens: number; seconds: number; tokPerSec: number; peak: MemoryInfo; dropped: number; model: ModelInfo }>(
+      req,
+      (e) => {
+        if (e.type !== 'slice-progress') return;
+        bar.value = (e.pass - 1 + e.done / e.total) / 2;
+        bar.dataset.updates = String(Number(bar.dataset.updates ?? 0) + 1);
+        lastMem = e.memory;
+        showMemory();
+        $('long-stats').textContent = `pass ${e.pass} of 2: slice ${e.done}/${e.total} · ${((performance.now() - t0) / 1000).toFixed(0)} s`;
+      },
+    );
     bar.value = 1;
     showModel(r.model);
     const stats = $('long-stats');
@@ -310,7 +322,9 @@ $('long-step').onclick = () =>
     stats.dataset.loss = String(r.loss);
     stats.textContent = `${r.tokens} tokens in ${r.seconds.toFixed(1)} s (${Math.round(r.tokPerSec)} tokens/s), loss ${r.loss.toFixed(3)}, peak kernels heap ${MB(r.peak.kernelsHeap)}, TF.js heap ${r.peak.tfHeap ? MB(r.peak.tfHeap) : '—'}`;
     addMemoryRow(req.tokens, req.slice, 1, r.peak, r.tokPerSec);
-    setStatus(`Done: one SLiM step over ${r.tokens} tokens in ${r.seconds.toFixed(1)} s${r.dropped ? ` (${r.dropped} characters of the text are not in the vocabulary and were skipped)` : ''}.`);
+    setStatus(
+      `Done: one SLiM step over ${r.tokens} tokens in ${r.seconds.toFixed(1)} s${r.dropped ? ` (${r.dropped} characters of the text are not in the vocabulary and were skipped)` : ''}.`,
+    );
   });
 
 $('eval').onclick = () =>
@@ -351,13 +365,16 @@ $('generate').onclick = () =>
     out.dataset.done = '1';
     lastMem = r.memory;
     showMemory();
-    setStatus(`Generated ${r.text.length} characters at ${Math.round(r.tokPerSec)} tokens/s${r.dropped ? ` (${r.dropped} prompt characters unknown to the model were skipped)` : ''}.`);
+    setStatus(
+      `Generated ${r.text.length} characters at ${Math.round(r.tokPerSec)} tokens/s${r.dropped ? ` (${r.dropped} prompt characters unknown to the model were skipped)` : ''}.`,
+    );
   });
 
 $('save').onclick = () =>
   action('save', async () => {
     const r = await call<{ bytes: number }>({ type: 'save-idb', key: IDB_KEY });
-    $('save-info').textContent = `Saved ${(r.bytes / 1024).toFixed(0)} KiB (weights and optimizer state) in this browser's IndexedDB; "Restore" brings them back after a reload.`;
+    $('save-info').textContent =
+      `Saved ${(r.bytes / 1024).toFixed(0)} KiB (weights and optimizer state) in this browser's IndexedDB; "Restore" brings them back after a reload.`;
     setStatus('Saved.');
   });
 $('restore').onclick = () =>

@@ -55,7 +55,11 @@ function plain(op: string, e: unknown, ctx: { seq?: number; slice?: number } = {
   const err = e instanceof Error ? e : new Error(String(e));
   const text = `${err.name}: ${err.message}`;
   if (err instanceof UserError) return { message: err.message };
-  if (/out of memory|cannot allocate|allocation failed|could not allocate|Invalid typed array length|Array buffer allocation|WebAssembly\.Memory|memory access out of bounds|exceeds.*4 GiB|grow/i.test(text)) {
+  if (
+    /out of memory|cannot allocate|allocation failed|could not allocate|Invalid typed array length|Array buffer allocation|WebAssembly\.Memory|memory access out of bounds|exceeds.*4 GiB|grow/i.test(
+      text,
+    )
+  ) {
     const at = ctx.seq ? ` at sequence length ${ctx.seq}${ctx.slice ? ` with slices of ${ctx.slice}` : ''}` : '';
     return {
       message: `The browser ran out of memory while ${op}${at}. Try a shorter slice length, a smaller batch or a shorter sequence, then try again (reload the page if it keeps failing).`,
@@ -111,11 +115,20 @@ async function setup(prefer: 'wasm' | 'cpu'): Promise<BackendInfo> {
 async function webgpuCheck(): Promise<WebGPUInfo> {
   const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
   if (!gpu) {
-    return { available: false, summary: 'No WebGPU: this browser does not expose WebGPU (navigator.gpu is missing; in Chrome it needs a secure context and a supported GPU). Training uses the wasm kernels either way.' };
+    return {
+      available: false,
+      summary:
+        'No WebGPU: this browser does not expose WebGPU (navigator.gpu is missing; in Chrome it needs a secure context and a supported GPU). Training uses the wasm kernels either way.',
+    };
   }
   const { findAdapter, WebGPUKernels } = await import('../../../src/webgpu/index.ts');
   const choice = await findAdapter();
-  if (!choice) return { available: false, summary: 'No WebGPU: the browser has the API but offered no GPU adapter (WebGPU switched off, the GPU blocklisted, or no driver). Training uses the wasm kernels either way.' };
+  if (!choice)
+    return {
+      available: false,
+      summary:
+        'No WebGPU: the browser has the API but offered no GPU adapter (WebGPU switched off, the GPU blocklisted, or no driver). Training uses the wasm kernels either way.',
+    };
   const gk = await WebGPUKernels.create({ adapter: choice.adapter });
   try {
     // One causal attention forward on the GPU, compared with the wasm kernels.
@@ -287,7 +300,17 @@ async function train(id: number, r: Extract<Request, { type: 'train' }>): Promis
     tokens += B * T;
     losses.push(res.loss);
     modelInfo!.step++;
-    post({ id, type: 'progress', step, steps, loss: res.loss, tokPerSec: tokens / ((performance.now() - t0) / 1000), msPerStep: dt, memory: memory(), dropped });
+    post({
+      id,
+      type: 'progress',
+      step,
+      steps,
+      loss: res.loss,
+      tokPerSec: tokens / ((performance.now() - t0) / 1000),
+      msPerStep: dt,
+      memory: memory(),
+      dropped,
+    });
     // Let 'stop' (and other messages) in between steps.
     await new Promise((res) => setTimeout(res, 0));
   }
@@ -335,7 +358,8 @@ function generate(id: number, r: Extract<Request, { type: 'generate' }>): unknow
   const m = needModel();
   const { ids, dropped } = encode(r.prompt);
   if (ids.length === 0) throw new UserError('The prompt has no characters the model knows: type a few ordinary letters.');
-  if (!Number.isSafeInteger(r.tokens) || r.tokens <= 0 || r.tokens > 5000) throw new UserError('The number of characters to generate must be between 1 and 5000.');
+  if (!Number.isSafeInteger(r.tokens) || r.tokens <= 0 || r.tokens > 5000)
+    throw new UserError('The number of characters to generate must be between 1 and 5000.');
   const t0 = performance.now();
   let text = '';
   m.generate(Array.from(ids), {
@@ -393,7 +417,10 @@ async function handle(id: number, r: Request): Promise<unknown> {
     case 'generate':
       return generate(id, r);
     case 'save-idb': {
-      const bytes = await encodeCheckpoint(needModel(), optimizer, { step: modelInfo!.step, meta: { vocab: vocab.join(''), source: 'browser example', base: modelInfo!.source } });
+      const bytes = await encodeCheckpoint(needModel(), optimizer, {
+        step: modelInfo!.step,
+        meta: { vocab: vocab.join(''), source: 'browser example', base: modelInfo!.source },
+      });
       await saveCheckpointToIndexedDB(r.key, bytes);
       return { bytes: bytes.length };
     }
@@ -408,7 +435,10 @@ async function handle(id: number, r: Request): Promise<unknown> {
       return fromCheckpoint(ck, `restored from this browser's storage (IndexedDB "${r.key}")`);
     }
     case 'export': {
-      const bytes = await encodeCheckpoint(needModel(), optimizer, { step: modelInfo!.step, meta: { vocab: vocab.join(''), source: 'browser example', base: modelInfo!.source } });
+      const bytes = await encodeCheckpoint(needModel(), optimizer, {
+        step: modelInfo!.step,
+        meta: { vocab: vocab.join(''), source: 'browser example', base: modelInfo!.source },
+      });
       return bytes.buffer;
     }
   }

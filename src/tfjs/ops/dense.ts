@@ -19,13 +19,15 @@ export interface DenseOptions {
 
 function check(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | undefined, transposeW: boolean): [number, number] {
   if (!(x instanceof tf.Tensor) || x.isDisposed) throw new ArgError('dense: x must be a live tf.Tensor [..., in]');
-  if (!(w instanceof tf.Tensor) || w.isDisposed || w.rank !== 2) throw new ArgError(`dense: w must be a live 2-D tf.Tensor ${transposeW ? '[out, in]' : '[in, out]'}`);
+  if (!(w instanceof tf.Tensor) || w.isDisposed || w.rank !== 2)
+    throw new ArgError(`dense: w must be a live 2-D tf.Tensor ${transposeW ? '[out, in]' : '[in, out]'}`);
   if (x.dtype !== 'float32' || w.dtype !== 'float32') throw new ArgError(`dense: x and w must be float32, got ${x.dtype} and ${w.dtype}`);
   const [inW, out] = transposeW ? [w.shape[1], w.shape[0]] : w.shape;
   const inX = x.shape[x.rank - 1];
   if (x.rank < 1 || inX !== inW) throw new ArgError(`dense: x must be [..., ${inW}], got [${x.shape}]`);
   if (b !== undefined) {
-    if (!(b instanceof tf.Tensor) || b.isDisposed || b.dtype !== 'float32' || b.rank !== 1 || b.shape[0] !== out) throw new ArgError(`dense: b must be a live float32 tf.Tensor [${out}], got [${b?.shape}]`);
+    if (!(b instanceof tf.Tensor) || b.isDisposed || b.dtype !== 'float32' || b.rank !== 1 || b.shape[0] !== out)
+      throw new ArgError(`dense: b must be a live float32 tf.Tensor [${out}], got [${b?.shape}]`);
   }
   return [inW, out];
 }

@@ -22,7 +22,8 @@ export function embed(table: tf.Tensor2D, ids: tf.Tensor2D): tf.Tensor3D {
   if (tf.getBackend() === 'webgpu') return tf.reshape(tf.gather(table, tf.reshape(ids, [-1])), [B, T, D]);
   const idx = ids.dataSync();
   for (let i = 0; i < idx.length; i++) {
-    if (!(idx[i] >= 0 && idx[i] < V)) throw new ArgError(`${fn}: ids[${Math.floor(i / T)}, ${i % T}] is ${idx[i]}; token ids must lie in [0, ${V}) (the table's vocab axis)`);
+    if (!(idx[i] >= 0 && idx[i] < V))
+      throw new ArgError(`${fn}: ids[${Math.floor(i / T)}, ${i % T}] is ${idx[i]}; token ids must lie in [0, ${V}) (the table's vocab axis)`);
   }
   const op = tf.customGrad((t) => ({
     value: tf.reshape(tf.gather(t as tf.Tensor2D, tf.reshape(ids, [-1])), [B, T, D]),

@@ -32,7 +32,15 @@ export const KERNEL_SOURCES = {
   bidirectional_forward: ['common', 'bidirectional_common', 'bidirectional_forward'],
   bidirectional_backward: ['common', 'grad_common', 'bidirectional_common', 'bidirectional_grads', 'bidirectional_backward'],
   bidirectional_forward_parallel: ['common', 'chunk_parallel', 'bidirectional_common', 'bidirectional_parallel', 'bidirectional_forward_parallel'],
-  bidirectional_backward_parallel: ['common', 'grad_common', 'chunk_parallel', 'bidirectional_common', 'bidirectional_grads', 'bidirectional_parallel', 'bidirectional_backward_parallel'],
+  bidirectional_backward_parallel: [
+    'common',
+    'grad_common',
+    'chunk_parallel',
+    'bidirectional_common',
+    'bidirectional_grads',
+    'bidirectional_parallel',
+    'bidirectional_backward_parallel',
+  ],
   fill: ['fill'],
 } as const satisfies Record<string, readonly ShaderFile[]>;
 export type KernelName = keyof typeof KERNEL_SOURCES;
@@ -45,6 +53,7 @@ let loaded: Promise<{ files: Record<ShaderFile, string>; origin: ShaderOrigin }>
 function fromVite(): Record<string, string> | undefined {
   try {
     // Replaced by Vite with an object of the files' text; a TypeError in plain Node.
+    // biome-ignore lint/suspicious/noTsIgnore: vite/client types may or may not be present (an expect-error would fail where they are)
     // @ts-ignore -- import.meta.glob is a Vite extension
     const mods = import.meta.glob('./*.wgsl', { query: '?raw', import: 'default', eager: true }) as Record<string, string>;
     const out: Record<string, string> = {};
