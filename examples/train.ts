@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { init, Rng } from '../src/index.ts';
 import { PerformerLM } from '../src/model/performer_lm.ts';
-import { loadCheckpoint, saveCheckpoint } from '../src/train/checkpoint.ts';
+import { loadCheckpoint, saveCheckpoint } from '../src/train/checkpoint/index.ts';
 import { SlimTrainer, type Batch } from '../src/train/slim.ts';
 import { tfjsWasmHeapBytes, useBackend } from './backend.ts';
 

@@ -13,6 +13,9 @@
  * - {@link dense}: the dense layer op (every product on the fast path) under the models.
  * - {@link SlimTrainer}, {@link slimGradients}, {@link fullGradients}: SLiM training;
  *   {@link SlimTrainerWebGPU}, {@link slimGradientsWebGPU}: the same on the `webgpu` TF.js backend.
+ * - {@link saveCheckpoint} / {@link loadCheckpoint} (Node files), {@link encodeCheckpoint} /
+ *   {@link decodeCheckpoint} (bytes, any runtime), IndexedDB and download helpers: a PerformerLM's
+ *   weights and an optimizer's state in one checksummed file.
  */
 export { performerAttention, type AttentionOptions, type AttentionResult } from './op.ts';
 export { performerAttentionWebGPU, tfjsWebGPUDevice, type WebGPUAttentionOptions, type WebGPUAttentionResult } from './webgpu_op.ts';
@@ -44,3 +47,20 @@ export { SlimTrainer, slimGradients, fullGradients, type Batch, type Gradients, 
 export { SlimTrainerWebGPU, slimGradientsWebGPU } from '../train/slim_webgpu.ts';
 export { ReferenceLM, type ReferenceConfig } from '../model/reference_lm.ts';
 export { exportWeights, importWeights, type WeightedModel } from '../io/weights.ts';
+export {
+  type Checkpoint,
+  type CheckpointHeader,
+  decodeCheckpoint,
+  downloadCheckpoint,
+  encodeCheckpoint,
+  loadCheckpoint,
+  loadCheckpointFromIndexedDB,
+  loadInto,
+  modelFromCheckpoint,
+  optimizerFromCheckpoint,
+  readCheckpoint,
+  restoreCheckpoint,
+  type SaveOptions,
+  saveCheckpoint,
+  saveCheckpointToIndexedDB,
+} from '../train/checkpoint/index.ts';

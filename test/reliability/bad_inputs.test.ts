@@ -31,7 +31,7 @@ import {
 } from '../../src/tfjs/index.ts';
 import { embed } from '../../src/tfjs/ops/embedding.ts';
 import { parseSafetensors } from '../../src/io/safetensors.ts';
-import { crc32, decodeCheckpoint, encodeCheckpoint, readCheckpoint, restoreCheckpoint } from '../../src/train/checkpoint.ts';
+import { crc32, decodeCheckpoint, encodeCheckpoint, readCheckpoint, restoreCheckpoint } from '../../src/train/checkpoint/index.ts';
 import { createPool, type KernelPool } from '../../src/parallel/index.ts';
 import { makeProblem, upstream } from '../util/problems.ts';
 import { Rng } from '../util/rng.ts';

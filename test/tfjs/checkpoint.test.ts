@@ -19,7 +19,7 @@ import {
   restoreCheckpoint,
   saveCheckpoint,
   saveCheckpointToIndexedDB,
-} from '../../src/train/checkpoint.ts';
+} from '../../src/train/checkpoint/index.ts';
 import { SlimTrainer, type Batch } from '../../src/train/slim.ts';
 import { Rng } from '../util/rng.ts';
 
@@ -199,6 +199,37 @@ describe('checkpoints', () => {
     expect(decodeCheckpoint(new Uint8Array(readFileSync(file))).header.step).toBe(2);
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     model.dispose();
+  });
+
+  it('the slim-performer/tfjs entry exports the checkpoint API: a file saved there loads back bit-identical', async () => {
+    const entry = await import('../../src/tfjs/index.ts');
+    for (const f of [
+      'encodeCheckpoint',
+      'decodeCheckpoint',
+      'saveCheckpoint',
+      'loadCheckpoint',
+      'loadInto',
+      'restoreCheckpoint',
+      'modelFromCheckpoint',
+      'optimizerFromCheckpoint',
+      'readCheckpoint',
+      'saveCheckpointToIndexedDB',
+      'loadCheckpointFromIndexedDB',
+      'downloadCheckpoint',
+    ] as const) {
+      expect(typeof entry[f], f).toBe('function');
+    }
+    const model = new entry.PerformerLM(K, CONFIG);
+    const file = path.join(dir, 'entry.slimckpt');
+    try {
+      await entry.saveCheckpoint(file, model, undefined, { step: 3 });
+      const back = await entry.loadCheckpoint(file, K);
+      expect(back.step).toBe(3);
+      expectSameWeights(model, back.model);
+      back.model.dispose();
+    } finally {
+      model.dispose();
+    }
   });
 
   it('browser helpers say clearly when IndexedDB is missing', async () => {

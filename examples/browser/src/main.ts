@@ -386,7 +386,7 @@ $('restore').onclick = () =>
 $('download').onclick = () =>
   action('download', async () => {
     const buf = await call<ArrayBuffer>({ type: 'export' });
-    // As downloadCheckpoint() in src/train/checkpoint.ts, inlined so the page does not bundle TF.js.
+    // As downloadCheckpoint() in src/train/checkpoint/index.ts, inlined so the page does not bundle TF.js.
     const url = URL.createObjectURL(new Blob([buf], { type: 'application/octet-stream' }));
     const a = Object.assign(document.createElement('a'), { href: url, download: 'finetuned.slimckpt' });
     document.body.append(a);

@@ -24,7 +24,7 @@ import {
   optimizerFromCheckpoint,
   saveCheckpointToIndexedDB,
   type Checkpoint,
-} from '../../../src/train/checkpoint.ts';
+} from '../../../src/train/checkpoint/index.ts';
 import { SlimTrainer, type Batch } from '../../../src/train/slim.ts';
 import kernelsSimdUrl from '../../../wasm/slim_kernels_simd.wasm?url';
 import kernelsScalarUrl from '../../../wasm/slim_kernels_scalar.wasm?url';
