@@ -270,14 +270,7 @@ pub unsafe extern "C" fn sp_causal_forward(
         let x = qkv(&dims, q, k, v);
         finite_inputs(&[x.q, x.k, x.v])?;
         let so = state_mut(&dims, s_out, z_out, off_out);
-        linear_attn::causal_forward(
-            &dims,
-            &fa,
-            x,
-            state(&dims, s_in, z_in, off_in),
-            w(out, bh * t * dv),
-            so,
-        );
+        linear_attn::causal_forward(&dims, &fa, x, state(&dims, s_in, z_in, off_in), w(out, bh * t * dv), so);
         finite32(r(out, bh * t * dv))?;
         finite_state(&dims, s_out, z_out, off_out)
     }))
@@ -455,15 +448,7 @@ pub unsafe extern "C" fn sp_bidirectional_backward(
         let (nq, nv) = (bh * t * d, bh * t * dv);
         let x = qkv(&dims, q, k, v);
         finite_inputs(&[x.q, x.k, x.v, r(d_out, nv)])?;
-        linear_attn::bidirectional_backward(
-            &dims,
-            &fa,
-            x,
-            r(d_out, nv),
-            w(dq, nq),
-            w(dk, nq),
-            w(dvv, nv),
-        );
+        linear_attn::bidirectional_backward(&dims, &fa, x, r(d_out, nv), w(dq, nq), w(dk, nq), w(dvv, nv));
         finite32(r(dq, nq))?;
         finite32(r(dk, nq))?;
         finite32(r(dvv, nv))

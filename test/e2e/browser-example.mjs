@@ -226,6 +226,37 @@ async function runVariant(variant) {
       `max ${results.maxLongTaskMs} ms over ${longTasks.length} long tasks in ${results.trainSeconds.toFixed(1)} s`,
     );
 
+    // ----- where fine-tuning runs: auto picks wasm on a software adapter, WebGPU on request ---
+    results.trainedOnAuto = { device: await html.getAttribute('data-trained-on'), status: await page.locator('#status').innerText() };
+    check(
+      results,
+      'auto fine-tuning ran on the wasm kernels (no hardware GPU adapter here)',
+      results.trainedOnAuto.device === 'wasm' && /on wasm/.test(results.trainedOnAuto.status),
+      results.trainedOnAuto.status,
+    );
+    if (variant === 'webgpu') {
+      await page.selectOption('#train-device', 'webgpu');
+      await setInputs({ seq: 32, slice: 8, batch: 2, steps: 3 });
+      const lossBeforeGpu = await evalLoss();
+      await page.click('#train');
+      await page.waitForFunction(() => !document.documentElement.dataset.busy, null, { timeout: 300_000 });
+      await failIfError('fine-tuning on WebGPU');
+      results.gpuTrain = {
+        device: await html.getAttribute('data-trained-on'),
+        status: await page.locator('#status').innerText(),
+        stats: await page.locator('#train-stats').innerText(),
+      };
+      const lossAfterGpu = await evalLoss();
+      results.loss.gpu = { before: lossBeforeGpu, after: lossAfterGpu };
+      check(
+        results,
+        'fine-tuning on WebGPU (SlimTrainerWebGPU on SwiftShader) runs there, and the weights come back: the wasm path then measures a finite, changed loss',
+        results.gpuTrain.device === 'webgpu' && /on WebGPU/.test(results.gpuTrain.status) && Number.isFinite(lossAfterGpu) && lossAfterGpu !== lossBeforeGpu,
+        `${results.gpuTrain.status} · ${results.gpuTrain.stats} · loss ${lossBeforeGpu.toFixed(4)} → ${lossAfterGpu.toFixed(4)}`,
+      );
+      await page.selectOption('#train-device', 'auto');
+    }
+
     // ----- generate (streamed) ------------------------------------------------------------
     await setInputs({ 'gen-len': 60, temperature: 0.8, seed: 3 });
     await page.fill('#prompt', 'Twinkle, twinkle');

@@ -9,11 +9,11 @@
 //! the start state is recomputed from the input state instead. Then features, `A`, `out` and
 //! `den` are recomputed and the gradients emitted (formulas in `README.md`).
 
+use super::causal_forward::apply_increment;
 use super::chunk::{
     attend, denominators, feature_map, increment, key_offset_after, load_state, mask_frames, narrow, prepare,
     prepare_keys, rescale, Work,
 };
-use super::causal_forward::apply_increment;
 use super::{head_slices, FeatureArgs, Qkv, State};
 use crate::dims::{Dims, Feature};
 use crate::feature_map::FeatureMap;

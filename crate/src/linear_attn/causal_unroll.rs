@@ -9,8 +9,8 @@
 //! input state below what float64 can bring back: the call then fails and the caller must keep
 //! that state instead.
 
-use super::chunk::{feature_map, increment, prepare_keys, rescale, Work};
 use super::causal_backward::{chunk_offsets, end_frame, MAX_RAISE};
+use super::chunk::{feature_map, increment, prepare_keys, rescale, Work};
 use super::{head_slices, FeatureArgs, State, StateMut};
 use crate::dims::Dims;
 

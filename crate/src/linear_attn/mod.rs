@@ -4,10 +4,10 @@
 //! `[bh, m, dv]` / `[bh, m]` / `[bh]` (float64).
 
 pub mod bidirectional;
-pub mod chunk;
 pub mod causal_backward;
 pub mod causal_forward;
 pub mod causal_unroll;
+pub mod chunk;
 pub mod recurrent_step;
 
 pub use bidirectional::{bidirectional_backward, bidirectional_forward};

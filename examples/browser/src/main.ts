@@ -7,7 +7,7 @@
  * are enabled, data-model (the model's source) and data-busy (the running operation).
  */
 import corpus from '../../data/corpus.txt?raw';
-import type { BackendInfo, Event, MemoryInfo, ModelInfo, Request, WebGPUInfo } from './protocol.ts';
+import type { BackendInfo, Event, MemoryInfo, ModelInfo, Request, TrainDevice, TrainedOn, WebGPUInfo } from './protocol.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const root = document.documentElement;
@@ -260,11 +260,20 @@ function addMemoryRow(seq: number, slice: number, batch: number, peak: MemoryInf
 
 $('train').onclick = () =>
   action('train', async () => {
-    const req = { type: 'train' as const, text: text(), seq: num('seq'), slice: num('slice'), batch: num('batch'), steps: num('steps'), lr: num('lr') };
+    const req = {
+      type: 'train' as const,
+      text: text(),
+      seq: num('seq'),
+      slice: num('slice'),
+      batch: num('batch'),
+      steps: num('steps'),
+      lr: num('lr'),
+      device: $<HTMLSelectElement>('train-device').value as TrainDevice,
+    };
     setStatus(`Fine-tuning: ${req.steps} steps of ${req.batch} × ${req.seq} characters in slices of ${req.slice}…`);
     runStarts.push(losses.length);
     let last: Extract<Event, { type: 'progress' }> | undefined;
-    const r = await call<{ losses: number[]; stopped: boolean; seconds: number; peak: MemoryInfo; model: ModelInfo }>(req, (e) => {
+    const r = await call<{ losses: number[]; stopped: boolean; seconds: number; peak: MemoryInfo; model: ModelInfo; trainedOn: TrainedOn }>(req, (e) => {
       if (e.type !== 'progress') return;
       last = e;
       losses.push(e.loss);
@@ -272,7 +281,7 @@ $('train').onclick = () =>
       drawChart();
       showMemory();
       $('train-stats').textContent =
-        `step ${e.step}/${e.steps} · loss ${e.loss.toFixed(3)} · ${Math.round(e.tokPerSec)} tokens/s · ${Math.round(e.msPerStep)} ms/step` +
+        `step ${e.step}/${e.steps} on ${e.device === 'webgpu' ? 'WebGPU' : 'wasm'} · loss ${e.loss.toFixed(3)} · ${Math.round(e.tokPerSec)} tokens/s · ${Math.round(e.msPerStep)} ms/step` +
         (e.dropped ? ` · ${e.dropped} characters of the text are not in the model's vocabulary and were skipped` : '');
     });
     showModel(r.model);
@@ -282,8 +291,9 @@ $('train').onclick = () =>
     const first = r.losses.slice(0, 3);
     const end = r.losses.slice(-3);
     const mean = (a: number[]) => a.reduce((s, x) => s + x, 0) / a.length;
+    root.dataset.trainedOn = r.trainedOn.device;
     setStatus(
-      `${r.stopped ? 'Stopped' : 'Done'}: ${r.losses.length} steps in ${r.seconds.toFixed(1)} s, loss ${r.losses.length ? `${mean(first).toFixed(3)} → ${mean(end).toFixed(3)}` : '—'}.`,
+      `${r.stopped ? 'Stopped' : 'Done'}: ${r.losses.length} steps in ${r.seconds.toFixed(1)} s on ${r.trainedOn.reason}, loss ${r.losses.length ? `${mean(first).toFixed(3)} → ${mean(end).toFixed(3)}` : '—'}.`,
     );
   });
 $('stop').onclick = () => void call({ type: 'stop' });

@@ -5,7 +5,7 @@ export type Request =
   | { type: 'load-url'; url: string }
   | { type: 'load-bytes'; bytes: ArrayBuffer; name: string }
   | { type: 'scratch'; text: string; seed: number }
-  | { type: 'train'; text: string; seq: number; slice: number; batch: number; steps: number; lr: number }
+  | { type: 'train'; text: string; seq: number; slice: number; batch: number; steps: number; lr: number; device: TrainDevice }
   | { type: 'long-step'; text: string; source: 'text' | 'random'; tokens: number; slice: number }
   | { type: 'stop' }
   | { type: 'eval'; text: string; seq: number; slice: number }
@@ -14,6 +14,18 @@ export type Request =
   | { type: 'restore-idb'; key: string }
   | { type: 'export' }
   | { type: 'webgpu-check' };
+
+/**
+ * Where fine-tuning runs: `auto` (WebGPU when the check found a hardware adapter, else wasm),
+ * `webgpu` (also on a software adapter: slow, for testing) or `wasm`.
+ */
+export type TrainDevice = 'auto' | 'webgpu' | 'wasm';
+
+/** What a training run used: the device and why. */
+export interface TrainedOn {
+  device: 'webgpu' | 'wasm';
+  reason: string;
+}
 
 export interface BackendInfo {
   /** TF.js backend running the model's dense layers. */
@@ -35,6 +47,8 @@ export interface WebGPUInfo {
   software?: boolean;
   /** Max |webgpu − wasm| of the check's attention output. */
   maxDiff?: number;
+  /** Whether `auto` fine-tuning runs on WebGPU (a hardware adapter was found). */
+  trainsOnGpu?: boolean;
 }
 
 export interface MemoryInfo {
@@ -60,7 +74,18 @@ export interface ModelInfo {
 }
 
 export type Event =
-  | { id: number; type: 'progress'; step: number; steps: number; loss: number; tokPerSec: number; msPerStep: number; memory: MemoryInfo; dropped: number }
+  | {
+      id: number;
+      type: 'progress';
+      step: number;
+      steps: number;
+      loss: number;
+      tokPerSec: number;
+      msPerStep: number;
+      memory: MemoryInfo;
+      dropped: number;
+      device: 'webgpu' | 'wasm';
+    }
   | { id: number; type: 'slice-progress'; pass: 1 | 2; done: number; total: number; memory: MemoryInfo }
   | { id: number; type: 'token'; text: string }
   | { id: number; type: 'done'; result?: unknown }

@@ -2,11 +2,11 @@
  * The training worker: TF.js (wasm backend, else cpu), the slim-performer wasm kernels, a
  * PerformerLM and the SLiM trainer. Everything heavy runs here so the page stays responsive.
  *
- * Training uses the wasm kernels even where WebGPU exists: the model, optimizer state and
- * checkpoints live on the TF.js wasm backend, and the software adapters this page is tested on
- * are far slower than wasm (GPU training is SlimTrainerWebGPU on the TF.js webgpu backend). The
- * WebGPU backend is still probed and exercised here (`webgpu-check`: one causal forward compared
- * with wasm) and the page reports what it found.
+ * Fine-tuning runs on WebGPU (SlimTrainerWebGPU on the TF.js webgpu backend, the WebGPU kernels on
+ * TF.js's device) when `webgpu-check` found a hardware adapter, else on the wasm kernels; the
+ * page may also ask for either. Between runs the model and the optimizer state live on the TF.js
+ * wasm (or cpu) backend, where loss measurement, generation and checkpoints run: a GPU run moves
+ * them to the GPU and, when it ends, back with asynchronous reads (no synchronous GPU read-back).
  */
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
@@ -26,9 +26,10 @@ import {
   type Checkpoint,
 } from '../../../src/train/checkpoint/index.ts';
 import { SlimTrainer, type Batch } from '../../../src/train/slim.ts';
+import type { WebGPUKernels } from '../../../src/webgpu/kernels.ts';
 import kernelsSimdUrl from '../../../wasm/slim_kernels_simd.wasm?url';
 import kernelsScalarUrl from '../../../wasm/slim_kernels_scalar.wasm?url';
-import type { BackendInfo, Event, MemoryInfo, ModelInfo, Request, WebGPUInfo } from './protocol.ts';
+import type { BackendInfo, Event, MemoryInfo, ModelInfo, Request, TrainedOn, WebGPUInfo } from './protocol.ts';
 
 /** The architecture of the shipped checkpoint (and of "start from scratch"). */
 const ARCH = { dModel: 64, heads: 4, layers: 2, ffn: 256, feature: 'favor' as const, features: 16 };
@@ -42,6 +43,10 @@ let modelInfo: ModelInfo | undefined;
 let vocab: string[] = [];
 let stopRequested = false;
 let busy: string | undefined;
+/** What `webgpu-check` found (undefined: no adapter, or not checked yet). */
+let gpu: { adapter: string; software: boolean } | undefined;
+/** WebGPU kernels on TF.js's webgpu device, made by the first GPU training run. */
+let gpuKernels: WebGPUKernels | undefined;
 const peak: MemoryInfo = { kernelsHeap: 0, kernelsLive: 0, tensorBytes: 0, tfHeap: 0 };
 
 const post = (e: Event) => (self as unknown as Worker).postMessage(e);
@@ -113,8 +118,8 @@ async function setup(prefer: 'wasm' | 'cpu'): Promise<BackendInfo> {
 }
 
 async function webgpuCheck(): Promise<WebGPUInfo> {
-  const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
-  if (!gpu) {
+  const api = (self.navigator as Navigator & { gpu?: GPU }).gpu;
+  if (!api) {
     return {
       available: false,
       summary:
@@ -145,14 +150,19 @@ async function webgpuCheck(): Promise<WebGPUInfo> {
     let maxDiff = 0;
     for (let i = 0; i < w.out.length; i++) maxDiff = Math.max(maxDiff, Math.abs(g.out[i] - w.out[i]));
     const soft = choice.software ? ' (a software renderer)' : '';
+    gpu = { adapter: choice.description, software: choice.software };
     return {
       available: true,
       adapter: choice.description,
       software: choice.software,
       maxDiff,
+      trainsOnGpu: !choice.software,
       summary:
         `WebGPU available: ${choice.description}${soft}. Its attention kernel was run once and matches wasm to ${maxDiff.toExponential(1)}. ` +
-        'Training and generation still use the wasm SIMD kernels: the SLiM trainer calls the kernels synchronously and WebGPU is asynchronous only.',
+        (choice.software
+          ? 'Fine-tuning stays on the wasm kernels by default (a software renderer is slower); choose WebGPU to try it. '
+          : 'Fine-tuning runs on it (SlimTrainerWebGPU). ') +
+        'Loss measurement and generation use the wasm kernels.',
     };
   } finally {
     gk.dispose();
@@ -268,6 +278,52 @@ function evalLoss(text: string, seq: number, slice: number): number {
   return sum / count;
 }
 
+/** Resolves the run's device; for WebGPU, switches TF.js to its webgpu backend and makes the kernels. */
+async function trainDevice(r: Extract<Request, { type: 'train' }>): Promise<TrainedOn & { kernels?: WebGPUKernels }> {
+  const want = r.device === 'auto' ? (gpu && !gpu.software ? 'webgpu' : 'wasm') : r.device;
+  if (want === 'wasm') {
+    const why =
+      r.device === 'wasm'
+        ? 'as chosen'
+        : gpu
+          ? `the WebGPU adapter (${gpu.adapter}) is a software renderer, slower than wasm`
+          : 'no WebGPU adapter was found (or the check has not finished)';
+    return { device: 'wasm', reason: `wasm ${kernels!.simd ? 'SIMD' : 'scalar'} kernels: ${why}` };
+  }
+  if (!gpu) throw new UserError('No WebGPU adapter was found in this browser: choose the wasm kernels (or "auto").');
+  await import('@tensorflow/tfjs-backend-webgpu');
+  if (!(await tf.setBackend('webgpu').catch(() => false))) {
+    await tf.setBackend(info!.tfBackend);
+    throw new UserError('TF.js could not start its webgpu backend in this browser: choose the wasm kernels (or "auto").');
+  }
+  await tf.ready();
+  if (!gpuKernels) {
+    const { initWebGPU } = await import('../../../src/webgpu/index.ts');
+    const { tfjsWebGPUDevice } = await import('../../../src/tfjs/webgpu_op.ts');
+    gpuKernels = await initWebGPU({ device: tfjsWebGPUDevice() });
+  }
+  return { device: 'webgpu', reason: `WebGPU (${gpu.adapter}): SlimTrainerWebGPU on the TF.js webgpu backend`, kernels: gpuKernels };
+}
+
+/**
+ * Brings the model's weights and the optimizer's state back from the GPU to the TF.js backend the
+ * rest of the page uses, reading them asynchronously (TF.js would otherwise move them later with
+ * synchronous GPU reads).
+ */
+async function backFromGpu(m: PerformerLM, o: tf.Optimizer): Promise<void> {
+  const vars = m.namedVariables().map(([, v]) => v);
+  const slots = await o.getWeights();
+  const scalars = ['accBeta1', 'accBeta2'].map((k) => (o as unknown as Record<string, unknown>)[k]).filter((v): v is tf.Variable => v instanceof tf.Variable);
+  const all = [...vars, ...slots.map((w) => w.tensor), ...scalars];
+  const values = await Promise.all(all.map((t) => t.data()));
+  await tf.setBackend(info!.tfBackend);
+  const fresh = all.map((t, i) => tf.tensor(values[i] as Float32Array, t.shape, t.dtype));
+  vars.forEach((v, i) => v.assign(fresh[i]));
+  await o.setWeights(slots.map((w, i) => ({ name: w.name, tensor: fresh[vars.length + i] })));
+  scalars.forEach((v, i) => v.assign(fresh[vars.length + slots.length + i]));
+  tf.dispose([...fresh, ...slots.map((w) => w.tensor)]);
+}
+
 async function train(id: number, r: Extract<Request, { type: 'train' }>): Promise<unknown> {
   const m = needModel();
   const { seq: T, slice, batch: B, steps } = r;
@@ -282,7 +338,25 @@ async function train(id: number, r: Extract<Request, { type: 'train' }>): Promis
     );
   }
   if (optimizer instanceof tf.AdamOptimizer) (optimizer as unknown as { learningRate: number }).learningRate = r.lr;
-  const trainer = new SlimTrainer(m, { sliceLength: slice, optimizer: optimizer!, clipNorm: 1 });
+  const on = await trainDevice(r);
+  try {
+    return await trainOn(id, r, m, ids, dropped, on);
+  } finally {
+    if (on.kernels) await backFromGpu(m, optimizer!);
+  }
+}
+
+async function trainOn(
+  id: number,
+  r: Extract<Request, { type: 'train' }>,
+  m: PerformerLM,
+  ids: Int32Array,
+  dropped: number,
+  on: TrainedOn & { kernels?: WebGPUKernels },
+): Promise<unknown> {
+  const { seq: T, slice, batch: B, steps } = r;
+  const options = { sliceLength: slice, optimizer: optimizer!, clipNorm: 1 };
+  const trainer = on.kernels ? new (await import('../../../src/train/slim_webgpu.ts')).SlimTrainerWebGPU(m, on.kernels, options) : new SlimTrainer(m, options);
   const rng = new Rng(modelInfo!.step + 1);
   stopRequested = false;
   const losses: number[] = [];
@@ -295,7 +369,7 @@ async function train(id: number, r: Extract<Request, { type: 'train' }>): Promis
       tokensArr.set(ids.subarray(at, at + T + 1), b * (T + 1));
     }
     const ts = performance.now();
-    const res = trainer.step({ tokens: tokensArr, batch: B } satisfies Batch);
+    const res = await trainer.step({ tokens: tokensArr, batch: B } satisfies Batch);
     const dt = performance.now() - ts;
     tokens += B * T;
     losses.push(res.loss);
@@ -310,11 +384,13 @@ async function train(id: number, r: Extract<Request, { type: 'train' }>): Promis
       msPerStep: dt,
       memory: memory(),
       dropped,
+      device: on.device,
     });
     // Let 'stop' (and other messages) in between steps.
     await new Promise((res) => setTimeout(res, 0));
   }
-  return { losses, stopped: stopRequested, seconds: (performance.now() - t0) / 1000, peak: { ...peak }, model: modelInfo };
+  const trainedOn: TrainedOn = { device: on.device, reason: on.reason };
+  return { losses, stopped: stopRequested, seconds: (performance.now() - t0) / 1000, peak: { ...peak }, model: modelInfo, trainedOn };
 }
 
 /**
