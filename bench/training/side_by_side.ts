@@ -25,6 +25,12 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.join(HERE, '..', '..');
 const RESULTS = path.join(HERE, '..', 'results');
 const MB = 1024 * 1024;
+/** The configurations both --compare and --binaries run: the small model (two feature maps) and Penn Treebank. */
+const CASES = [
+  { config: 'small', feature: 'favor+' },
+  { config: 'small', feature: 'sqr' },
+  { config: 'ptb', feature: 'sqr' },
+];
 
 interface Run {
   method: string;
@@ -167,13 +173,8 @@ export async function compare(o: { reps: number; slice: number; T: number; prefi
     console.log(`PyTorch model vs the reference vectors: ${check}`);
   } else console.log(`PyTorch side skipped: ${torch.why}`);
 
-  const cases = [
-    { config: 'small', feature: 'favor+' },
-    { config: 'small', feature: 'sqr' },
-    { config: 'ptb', feature: 'sqr' },
-  ];
   const rows: Array<{ config: string; feature: string; runs: Run[] }> = [];
-  for (const c of cases) {
+  for (const c of CASES) {
     const runs: Run[] = [ours(c.config, c.feature, o.T, o.slice, o.reps, ['--products'])];
     if (torch.python && !check.startsWith('FAILED')) {
       for (const threads of [1, 2]) runs.push(pytorch(torch.python, 'chunked', c.config, c.feature, o.T, o.slice, threads, o.reps));
@@ -246,13 +247,8 @@ export async function binaries(o: { reps: number; slice: number; T: number; node
   }
   const version = spawnSync(node.exec, ['--version'], { encoding: 'utf8' }).stdout.trim();
   console.log(`# SLiM training step on each kernel binary (${version}${node.flags.length ? ' ' + node.flags.join(' ') : ''})\n\n${header}\n`);
-  const cases = [
-    { config: 'small', feature: 'favor+' },
-    { config: 'small', feature: 'sqr' },
-    { config: 'ptb', feature: 'sqr' },
-  ];
   const rows: Array<{ config: string; feature: string; runs: Run[] }> = [];
-  for (const c of cases) {
+  for (const c of CASES) {
     const runs = ['relaxed', 'simd', 'scalar'].map((b) => ours(c.config, c.feature, o.T, o.slice, o.reps, [`--binary=${b}`], false, node));
     for (const r of runs)
       console.log(`${c.config} ${c.feature} ${(r.binary ?? '?').padEnd(8)}: ${fmtTok(r)} tokens/s, step ${fmtMs(r)} ms, peak RSS ${fmtRss(r)} MiB`);
