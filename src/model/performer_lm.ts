@@ -11,6 +11,7 @@ import { randomProjection, Rng } from '../features/index.ts';
 import { embed } from '../tfjs/ops/embedding.ts';
 import { gelu } from '../tfjs/ops/activation.ts';
 import { dense } from '../tfjs/ops/dense.ts';
+import { transformerBlock } from '../tfjs/ops/block.ts';
 import { layerNorm } from '../tfjs/ops/norm.ts';
 import { performerAttention } from '../tfjs/op.ts';
 import { performerAttentionWebGPU } from '../tfjs/webgpu_op.ts';
@@ -195,15 +196,13 @@ export class PerformerLM {
     let x: tf.Tensor = tf.add(embed(this.embed as unknown as tf.Tensor2D, tokens), positions(offset, T, D));
     const split = (y: tf.Tensor) => tf.transpose(tf.reshape(y, [B, T, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
     this.blocks.forEach((blk, l) => {
-      const a = preLN ? layerNorm(x, blk.ln1g, blk.ln1b) : x;
-      const q = split(dense(a, blk.wq, blk.bq));
-      const k = split(dense(a, blk.wk, blk.bk));
-      const v = split(dense(a, blk.wv, blk.bv));
-      const attn = dense(attend(l, q, k, v), blk.wo, blk.bo);
-      x = preLN ? tf.add(x, attn) : layerNorm(tf.add(x, attn), blk.ln1g, blk.ln1b);
-      const f = preLN ? layerNorm(x, blk.ln2g, blk.ln2b) : x;
-      const ff = dense(gelu(dense(f, blk.w1, blk.b1)), blk.w2, blk.b2);
-      x = preLN ? tf.add(x, ff) : layerNorm(tf.add(x, ff), blk.ln2g, blk.ln2b);
+      x = transformerBlock(x, {
+        attention: (a) => dense(attend(l, split(dense(a, blk.wq, blk.bq)), split(dense(a, blk.wk, blk.bk)), split(dense(a, blk.wv, blk.bv))), blk.wo, blk.bo),
+        feedForward: (f) => dense(gelu(dense(f, blk.w1, blk.b1)), blk.w2, blk.b2),
+        norm1: (y) => layerNorm(y, blk.ln1g, blk.ln1b),
+        norm2: (y) => layerNorm(y, blk.ln2g, blk.ln2b),
+        placement: preLN ? 'pre' : 'post',
+      });
     });
     if (preLN) x = layerNorm(x, this.lnFg, this.lnFb);
     return dense(x, this.headW, this.headB) as tf.Tensor3D;

@@ -22,6 +22,7 @@ import { embed } from '../tfjs/ops/embedding.ts';
 import type { AttnState, FeatureMap } from '../kernels/types.ts';
 import type { SyncKernels } from '../kernels/interface.ts';
 import { gelu } from '../tfjs/ops/activation.ts';
+import { transformerBlock } from '../tfjs/ops/block.ts';
 import { layerNorm } from '../tfjs/ops/norm.ts';
 import { attendLayer, emptyStates, positions, type ForwardOptions, type ForwardResult } from './performer_lm.ts';
 import type { SequenceModel } from './sequence_model.ts';
@@ -173,13 +174,17 @@ export class ReferenceLM implements SequenceModel {
     for (let l = 0; l < this.config.layers; l++) {
       const pre = `layers.${l}`;
       const ln = (y: tf.Tensor, i: number) => layerNorm(y, p(`${pre}.layernorm${i}.weight`), p(`${pre}.layernorm${i}.bias`));
-      const a = gptln ? x : ln(x, 1);
-      const [q, k, v] = ['q', 'k', 'v'].map((n) => split(linear(a, `${pre}.attention.${n}_map`)));
-      const attn = attendLayer(this, l, q, k, v, o, statesIn, statesOut);
-      x = tf.add(x, gptln ? ln(attn, 1) : attn);
-      const f = gptln ? x : ln(x, 2);
-      const ff = linear(gelu(linear(f, `${pre}.U_map`)), `${pre}.V_map`);
-      x = tf.add(x, gptln ? ln(ff, 2) : ff);
+      x = transformerBlock(x, {
+        // No output projection in the reference: the heads' outputs are the branch.
+        attention: (a) => {
+          const [q, k, v] = ['q', 'k', 'v'].map((n) => split(linear(a, `${pre}.attention.${n}_map`)));
+          return attendLayer(this, l, q, k, v, o, statesIn, statesOut);
+        },
+        feedForward: (f) => linear(gelu(linear(f, `${pre}.U_map`)), `${pre}.V_map`),
+        norm1: (y) => ln(y, 1),
+        norm2: (y) => ln(y, 2),
+        placement: gptln ? 'branch' : 'pre',
+      });
     }
     const logits = linear(x, 'output_logit_map') as tf.Tensor3D;
     return { logits, statesIn, statesOut };

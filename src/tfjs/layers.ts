@@ -23,6 +23,7 @@ import type { WebGPUKernels } from '../webgpu/kernels.ts';
 import { performerAttention } from './op.ts';
 import { gelu } from './ops/activation.ts';
 import { dense } from './ops/dense.ts';
+import { transformerBlock } from './ops/block.ts';
 import { layerNorm } from './ops/norm.ts';
 import { performerAttentionWebGPU } from './webgpu_op.ts';
 import { ArgError } from '../kernels/validate.ts';
@@ -340,15 +341,15 @@ export class PerformerBlock extends tf.layers.Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
     return tf.tidy(() => {
-      let x: tf.Tensor = oneTensor('PerformerBlock', inputs, this.ln1g.shape[0] ?? undefined);
+      const x: tf.Tensor = oneTensor('PerformerBlock', inputs, this.ln1g.shape[0] ?? undefined);
       const ln = (y: tf.Tensor, g: tf.LayerVariable, b: tf.LayerVariable) => layerNorm(y, g.read(), b.read(), this.epsilon);
-      const ff = (y: tf.Tensor) => dense(gelu(dense(y, this.w1.read(), this.b1.read())), this.w2.read(), this.b2.read());
-      if (this.preLN) {
-        x = tf.add(x, this.core.apply(ln(x, this.ln1g, this.ln1b) as tf.Tensor3D));
-        return tf.add(x, ff(ln(x, this.ln2g, this.ln2b)));
-      }
-      x = ln(tf.add(x, this.core.apply(x as tf.Tensor3D)), this.ln1g, this.ln1b);
-      return ln(tf.add(x, ff(x)), this.ln2g, this.ln2b);
+      return transformerBlock(x, {
+        attention: (a) => this.core.apply(a as tf.Tensor3D),
+        feedForward: (y) => dense(gelu(dense(y, this.w1.read(), this.b1.read())), this.w2.read(), this.b2.read()),
+        norm1: (y) => ln(y, this.ln1g, this.ln1b),
+        norm2: (y) => ln(y, this.ln2g, this.ln2b),
+        placement: this.preLN ? 'pre' : 'post',
+      });
     });
   }
 
