@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ArgError } from '../src/kernels/validate.ts';
 import { FeatureRedraw, Rng, deriveSeed, headProjection, randomProjection, redrawSeed } from '../src/features/index.ts';
 
 /** Bit patterns of a float32 array, for exact comparisons. */
@@ -275,7 +276,9 @@ describe('randomProjection', () => {
     expect(() => headProjection({ m: 4, d: 4, seed: 1, head: -1 })).toThrow(/headProjection: head must be a non-negative integer, got -1/);
     expect(() => new Rng(0.5)).toThrow(/Rng: seed must be a finite integer/);
     expect(() => new FeatureRedraw({ ...ok, every: -1 })).toThrow(/FeatureRedraw: every must be a non-negative integer, got -1/);
-    expect(() => randomProjection({ ...ok, m: 0 })).toThrow(RangeError);
+    // The one error class of every argument check (src/kernels/validate.ts); it is a TypeError.
+    expect(() => randomProjection({ ...ok, m: 0 })).toThrow(ArgError);
+    expect(() => randomProjection({ ...ok, seed: '1' as unknown as number })).toThrow(ArgError);
     expect(() => randomProjection({ ...ok, seed: '1' as unknown as number })).toThrow(TypeError);
   });
 });

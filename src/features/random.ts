@@ -11,6 +11,7 @@
  * come from `deriveSeed`, which hashes a path of integers into a fresh 64-bit seed, so every
  * head of every draw can be regenerated on its own.
  */
+import { ArgError } from '../kernels/validate.ts';
 
 const MASK64 = (1n << 64n) - 1n;
 const GOLDEN_GAMMA = 0x9e3779b97f4a7c15n;
@@ -46,32 +47,32 @@ function describe(value: unknown): string {
 function checkSeed(fn: string, name: string, seed: unknown): asserts seed is Seed {
   if (typeof seed === 'bigint') return;
   if (typeof seed !== 'number') {
-    throw new TypeError(`${fn}: ${name} must be an integer number or bigint, got ${describe(seed)}`);
+    throw new ArgError(`${fn}: ${name} must be an integer number or bigint, got ${describe(seed)}`);
   }
   if (!Number.isInteger(seed)) {
-    throw new RangeError(`${fn}: ${name} must be a finite integer, got ${describe(seed)}`);
+    throw new ArgError(`${fn}: ${name} must be a finite integer, got ${describe(seed)}`);
   }
 }
 
 function checkInt(fn: string, name: string, value: unknown, min: 0 | 1): asserts value is number {
   const what = min === 1 ? 'a positive integer' : 'a non-negative integer';
   if (typeof value !== 'number') {
-    throw new TypeError(`${fn}: ${name} must be ${what}, got ${describe(value)}`);
+    throw new ArgError(`${fn}: ${name} must be ${what}, got ${describe(value)}`);
   }
   if (!Number.isSafeInteger(value) || value < min) {
-    throw new RangeError(`${fn}: ${name} must be ${what}, got ${describe(value)}`);
+    throw new ArgError(`${fn}: ${name} must be ${what}, got ${describe(value)}`);
   }
 }
 
 function checkNorms(fn: string, norms: unknown): asserts norms is NormMode {
   if (!NORM_MODES.includes(norms as NormMode)) {
-    throw new TypeError(`${fn}: norms must be one of 'chi' or 'sqrt-d', got ${describe(norms)}`);
+    throw new ArgError(`${fn}: norms must be one of 'chi' or 'sqrt-d', got ${describe(norms)}`);
   }
 }
 
 function checkBool(fn: string, name: string, value: unknown): asserts value is boolean {
   if (typeof value !== 'boolean') {
-    throw new TypeError(`${fn}: ${name} must be a boolean, got ${describe(value)}`);
+    throw new ArgError(`${fn}: ${name} must be a boolean, got ${describe(value)}`);
   }
 }
 

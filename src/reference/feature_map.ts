@@ -5,17 +5,18 @@
  */
 import type { FeatureMap } from '../kernels/types.ts';
 import type { Arr } from './util.ts';
+import { ArgError } from '../kernels/validate.ts';
 
 /**
  * Logits of `x: [t, d]` with `omega: [m, d]` (rows ω_r) or the identity (m = d):
  * favor ℓ_r = ω_r·x' − |x'|²/2 with x' = x·d^(-1/4); otherwise u_r = ω_r·x (or x_r).
  */
 export function refFeatureMap(x: Arr, omega: Arr | undefined, feature: FeatureMap, d: number, m: number): { logits: Float64Array } {
-  if (x.length % d !== 0) throw new Error(`x has length ${x.length}, not a multiple of d = ${d}`);
+  if (x.length % d !== 0) throw new ArgError(`x has length ${x.length}, not a multiple of d = ${d}`);
   if (omega === undefined && (feature === 'favor' || m !== d)) {
-    throw new Error('omega is required (favor, or m != d)');
+    throw new ArgError('omega is required (favor, or m != d)');
   }
-  if (omega !== undefined && omega.length !== m * d) throw new Error(`omega has length ${omega.length}, expected ${m * d}`);
+  if (omega !== undefined && omega.length !== m * d) throw new ArgError(`omega has length ${omega.length}, expected ${m * d}`);
   const t = x.length / d;
   const scale = feature === 'favor' ? d ** -0.25 : 1;
   const logits = new Float64Array(t * m); // [t, m]
@@ -85,7 +86,7 @@ export function applyFeature(logits: Float64Array, feature: FeatureMap, t: numbe
     for (let r = 0; r < m; r++) {
       const l = logits[i * m + r];
       if (feature === 'favor') {
-        if (rowOffset === undefined) throw new Error('applyFeature: favor needs row offsets');
+        if (rowOffset === undefined) throw new ArgError('applyFeature: favor needs row offsets');
         phi[i * m + r] = Math.exp(l - rowOffset[i]);
       } else {
         phi[i * m + r] = phiOf(feature, l);

@@ -5,6 +5,7 @@
 import type { AttnState, Dims, FeatureSpec } from '../kernels/types.ts';
 import { refCausalForward } from './causal_forward.ts';
 import type { Arr } from './util.ts';
+import { ArgError } from '../kernels/validate.ts';
 
 export interface RefRecurrentStepArgs extends FeatureSpec {
   /** `[b, h, d]` */
@@ -21,6 +22,6 @@ export interface RefRecurrentStepArgs extends FeatureSpec {
 
 /** One token per `(b, h)` with a carried state; out `[b, h, dv]`. */
 export function refRecurrentStep(a: RefRecurrentStepArgs): { out: Float64Array; state: AttnState } {
-  if (a.state === undefined) throw new Error('state is required');
+  if (a.state === undefined) throw new ArgError('state is required');
   return refCausalForward({ ...a, dims: { ...a.dims, t: 1 } });
 }

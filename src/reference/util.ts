@@ -3,14 +3,15 @@
  * block out of a row-major tensor, and state construction.
  */
 import type { AttnState, Dims, FeatureMap } from '../kernels/types.ts';
+import { ArgError } from '../kernels/validate.ts';
 
 export type Arr = Float32Array | Float64Array;
 
 /** Throws unless `x` exists and holds exactly `expected` numbers. */
 export function checkLength(name: string, x: ArrayLike<number> | undefined, expected: number): void {
-  if (x === undefined || x === null) throw new Error(`${name} is missing`);
+  if (x === undefined || x === null) throw new ArgError(`${name} is missing`);
   if (x.length !== expected) {
-    throw new Error(`${name} has length ${x.length}, expected ${expected}`);
+    throw new ArgError(`${name} has length ${x.length}, expected ${expected}`);
   }
 }
 
@@ -18,16 +19,16 @@ export function checkLength(name: string, x: ArrayLike<number> | undefined, expe
 export function checkDims(dims: Dims): void {
   for (const key of ['b', 'h', 't', 'd', 'm', 'dv'] as const) {
     const n = dims[key];
-    if (!Number.isInteger(n) || n < 0) throw new Error(`dims.${key} must be a non-negative integer, got ${n}`);
+    if (!Number.isInteger(n) || n < 0) throw new ArgError(`dims.${key} must be a non-negative integer, got ${n}`);
   }
 }
 
 /** Checks `omega` against the feature map: required for favor; without it m must equal d. */
 export function checkFeatureSpec(feature: FeatureMap, omega: Arr | undefined, dims: Dims): void {
-  if (!['favor', 'relu', 'elu1', 'sqr'].includes(feature)) throw new Error(`feature: unknown map '${feature}'`);
+  if (!['favor', 'relu', 'elu1', 'sqr'].includes(feature)) throw new ArgError(`feature: unknown map '${feature}'`);
   if (omega === undefined) {
-    if (feature === 'favor') throw new Error('omega is required for the favor feature map');
-    if (dims.m !== dims.d) throw new Error(`omega is absent, so dims.m (${dims.m}) must equal dims.d (${dims.d})`);
+    if (feature === 'favor') throw new ArgError('omega is required for the favor feature map');
+    if (dims.m !== dims.d) throw new ArgError(`omega is absent, so dims.m (${dims.m}) must equal dims.d (${dims.d})`);
   } else {
     checkLength('omega', omega, dims.h * dims.m * dims.d);
   }
