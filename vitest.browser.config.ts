@@ -1,7 +1,7 @@
 /**
  * The WebGPU kernel suite in headless Chromium (Debian's /usr/bin/chromium, SwiftShader's
  * Vulkan adapter) through Vitest browser mode: `npm run test:browser`.
- * The kernel suites run the WebGPU backend against the float64 references (test/kernels.test.ts
+ * The kernel suites run the WebGPU backend against the float64 references (test/linear_attn/kernels.test.ts
  * picks 'webgpu-browser' in a window); test/tfjs/webgpu_op.test.ts runs the TF.js op on TF.js's
  * own `webgpu` backend against the wasm kernels.
  */
@@ -15,7 +15,7 @@ export default defineConfig({
   // webgpu backend dynamically) would make Vite reload the page mid-run.
   optimizeDeps: { include: ['@tensorflow/tfjs', '@tensorflow/tfjs-backend-webgpu'] },
   test: {
-    include: ['test/kernels.test.ts', 'test/webgpu.test.ts', 'test/tfjs/webgpu_op.test.ts', 'test/tfjs/slim_webgpu.test.ts'],
+    include: ['test/linear_attn/kernels.test.ts', 'test/linear_attn/webgpu_backend.test.ts', 'test/tfjs/webgpu_op.test.ts', 'test/tfjs/slim_webgpu.test.ts'],
     testTimeout: 300_000,
     hookTimeout: 300_000,
     browser: {

@@ -78,7 +78,7 @@ export function concatT(a: Float32Array, ta: number, c: Float32Array, tb: number
 }
 
 /**
- * The drift problem of test/drift.test.ts and test/webgpu_drift.test.ts: T = 65 536 with late
+ * The drift problem of test/linear_attn/drift.test.ts (every backend): T = 65 536 with late
  * outlier keys 10⁴ times larger than the rest — every state a backward rebuilds before them is
  * the end state minus terms 10⁴ (relu) to 10⁸ (sqr) times larger than itself, so rounding there
  * would show — with its float64 stored-state reference (which never subtracts). `clean`: the

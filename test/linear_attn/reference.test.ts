@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AttnState, Dims, FeatureMap, StateGrad } from '../src/kernels/types.ts';
+import type { AttnState, Dims, FeatureMap, StateGrad } from '../../src/kernels/types.ts';
 import {
   emptyState,
   featureBackward,
@@ -13,9 +13,9 @@ import {
   refCausalForwardRecurrent,
   refFeatureMap,
   refRecurrentStep,
-} from '../src/reference/index.ts';
-import { assertClose, finiteDiff } from './util/assert.ts';
-import { Rng } from './util/rng.ts';
+} from '../../src/reference/index.ts';
+import { assertClose, finiteDiff } from '../util/assert.ts';
+import { Rng } from '../util/rng.ts';
 
 interface Case {
   name: string;

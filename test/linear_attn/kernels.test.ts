@@ -3,10 +3,10 @@
  * (crate/src/linear_attn/README.md is the contract).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ArgError, emptyState, init, relaxedSimdSupported, type Kernels, type WasmBinary } from '../src/index.ts';
-import { findAdapter } from '../src/webgpu/device.ts';
-import { initWebGPU } from '../src/webgpu/kernels.ts';
-import type { Dims, FeatureMap } from '../src/kernels/types.ts';
+import { ArgError, emptyState, init, relaxedSimdSupported, type Kernels, type WasmBinary } from '../../src/index.ts';
+import { findAdapter } from '../../src/webgpu/device.ts';
+import { initWebGPU } from '../../src/webgpu/kernels.ts';
+import type { Dims, FeatureMap } from '../../src/kernels/types.ts';
 import {
   refBidirectionalBackward,
   refBidirectionalForward,
@@ -15,10 +15,10 @@ import {
   refCausalForward,
   refCausalForwardFeatures,
   refCausalUnroll,
-} from '../src/reference/index.ts';
-import { assertClose } from './util/assert.ts';
-import { Rng } from './util/rng.ts';
-import { assertStateClose, concatT, FEATURES, makeProblem, prefixState, sliceT, upstream } from './util/problems.ts';
+} from '../../src/reference/index.ts';
+import { assertClose } from '../util/assert.ts';
+import { Rng } from '../util/rng.ts';
+import { assertStateClose, concatT, FEATURES, makeProblem, prefixState, sliceT, upstream } from '../util/problems.ts';
 
 /** Fast kernels in float32 against float64 twins: |err| ≤ TOL · max|ref| elementwise. */
 const TOL = 1e-5;
@@ -382,7 +382,7 @@ describe.each(BACKENDS)('$name', (backend) => {
     expect(after.out, 'the next good call is bit-identical').toEqual(before.out);
   });
 
-  // WebGPU: the backward keeps O(√(T/C)) state checkpoints instead (test/webgpu.test.ts bounds them).
+  // WebGPU: the backward keeps O(√(T/C)) state checkpoints instead (webgpu_backend.test.ts bounds them).
   it.skipIf(!wasm)('scratch memory does not grow with T (only one float per chunk for FAVOR+ offsets)', async () => {
     const scratch = async (t: number) => {
       const p = makeProblem('favor', { b: 1, h: 2, t, d: 8, m: 16, dv: 8 }, 95);

@@ -1,18 +1,18 @@
 /**
  * What is specific to the WebGPU backend (the kernel suite itself runs on it in
- * test/kernels.test.ts): shader loading on both paths, the pipeline cache, GPUBuffer variants,
+ * kernels.test.ts): shader loading on both paths, the pipeline cache, GPUBuffer variants,
  * buffer accounting, clear errors for bad input and for WebGPU validation errors, the storage
  * binding limit, checkpoint memory, and backend selection. Skipped without an adapter.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ArgError } from '../src/index.ts';
-import { createKernels } from '../src/webgpu/index.ts';
-import { refBidirectionalForward, refCausalBackward, refCausalForward } from '../src/reference/index.ts';
-import { findAdapter, WebGPUError } from '../src/webgpu/device.ts';
-import { initWebGPU, type WebGPUKernels } from '../src/webgpu/kernels.ts';
-import { loadShaders, SHADER_FILES } from '../src/webgpu/shaders/index.ts';
-import { assertClose } from './util/assert.ts';
-import { makeProblem, upstream } from './util/problems.ts';
+import { ArgError } from '../../src/index.ts';
+import { createKernels } from '../../src/webgpu/index.ts';
+import { refBidirectionalForward, refCausalBackward, refCausalForward } from '../../src/reference/index.ts';
+import { findAdapter, WebGPUError } from '../../src/webgpu/device.ts';
+import { initWebGPU, type WebGPUKernels } from '../../src/webgpu/kernels.ts';
+import { loadShaders, SHADER_FILES } from '../../src/webgpu/shaders/index.ts';
+import { assertClose } from '../util/assert.ts';
+import { makeProblem, upstream } from '../util/problems.ts';
 
 const inBrowser = typeof window !== 'undefined';
 const gpu = await findAdapter().catch(() => null);
