@@ -3,7 +3,7 @@
  * (crate/src/linear_attn/README.md is the contract).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ArgError, emptyState, init, relaxedSimdSupported, type Kernels, type WasmBinary } from '../../src/index.ts';
+import { ArgError, emptyState, init, relaxedSimdSupported, type Kernels, type StepKernels, type WasmBinary } from '../../src/index.ts';
 import { findAdapter } from '../../src/webgpu/device.ts';
 import { initWebGPU } from '../../src/webgpu/kernels.ts';
 import type { Dims, FeatureMap } from '../../src/kernels/types.ts';
@@ -23,11 +23,16 @@ import { assertStateClose, concatT, FEATURES, makeProblem, prefixState, sliceT, 
 /** Fast kernels in float32 against float64 twins: |err| ≤ TOL · max|ref| elementwise. */
 const TOL = 1e-5;
 
+/**
+ * The kernels under test: the interface every backend implements (results or Promises: the suite
+ * awaits every call), the memory counters both have, and the wasm-only `causalUnroll` / `binary`.
+ */
+type UnderTest = StepKernels & Pick<Kernels, 'liveBytes' | 'memoryBytes' | 'lastCall'> & Partial<Pick<Kernels, 'causalUnroll' | 'binary'>>;
+
 interface Backend {
   name: string;
   kind: 'wasm' | 'webgpu';
-  /** The WebGPU backend's methods return Promises; the suite awaits every call, so one type serves. */
-  make: () => Promise<Kernels>;
+  make: () => Promise<UnderTest>;
   binary?: WasmBinary;
   /** Why this backend is skipped here (no adapter, no relaxed SIMD). */
   skip?: string;
@@ -61,7 +66,7 @@ const ALL_BACKENDS: Backend[] = [
   {
     name: gpu ? `${gpuName} (${gpu.description})` : gpuName,
     kind: 'webgpu',
-    make: async () => (await initWebGPU({ adapter: gpu!.adapter, poison: true, chunkParallel: false })) as unknown as Kernels,
+    make: async () => await initWebGPU({ adapter: gpu!.adapter, poison: true, chunkParallel: false }),
     skip: gpu ? undefined : NO_GPU,
   },
   {
@@ -69,7 +74,7 @@ const ALL_BACKENDS: Backend[] = [
     // so that the suite's shapes cross windows.
     name: `${gpuName}-chunk-parallel`,
     kind: 'webgpu',
-    make: async () => (await initWebGPU({ poison: true, chunkParallel: true, chunkWindow: 3 })) as unknown as Kernels, // its own adapter
+    make: async () => await initWebGPU({ poison: true, chunkParallel: true, chunkWindow: 3 }), // its own adapter
     skip: gpu ? undefined : NO_GPU,
   },
 ];
@@ -108,7 +113,7 @@ describe.each(BACKENDS)('$name', (backend) => {
     return;
   }
   const wasm = backend.kind === 'wasm';
-  let K: Kernels;
+  let K: UnderTest;
   beforeAll(async () => {
     K = await backend.make();
     if (wasm) expect(K.binary).toBe(backend.binary);
@@ -230,7 +235,7 @@ describe.each(BACKENDS)('$name', (backend) => {
         const p = makeProblem(feature, dims, 55);
         const state = prefixState(p, 7, 56);
         const f = await K.causalForward({ ...p, state, chunk: 16 });
-        const back = K.causalUnroll({ ...p, stateOut: f.state, offsetIn: state.offset, chunk: 16 });
+        const back = K.causalUnroll!({ ...p, stateOut: f.state, offsetIn: state.offset, chunk: 16 });
         assertStateClose('state', state, back, dims, 1e-9);
         // The float64 twin undoes a float64 forward exactly, and the kernel's float32 forward to TOL
         // (the kernel itself recomputes the increment with the forward's own rounding: 1e-9 above).
@@ -243,7 +248,7 @@ describe.each(BACKENDS)('$name', (backend) => {
         const fromHigh = refCausalForward({ ...p, state: high });
         assertStateClose('twin, high input frame', high, refCausalUnroll({ ...p, stateOut: fromHigh.state, offsetIn: high.offset }), dims, 1e-9);
         const fromEmpty = await K.causalForward({ ...p, chunk: 16 });
-        const empty = K.causalUnroll({ ...p, stateOut: fromEmpty.state, offsetIn: emptyState(dims, feature).offset, chunk: 16 });
+        const empty = K.causalUnroll!({ ...p, stateOut: fromEmpty.state, offsetIn: emptyState(dims, feature).offset, chunk: 16 });
         expect(empty.S.every((x) => x === 0)).toBe(true);
       });
     }
@@ -254,9 +259,9 @@ describe.each(BACKENDS)('$name', (backend) => {
       const state = prefixState(p, 7, 58);
       const low = { ...state, offset: state.offset.map((o) => o - 100) };
       const f = await K.causalForward({ ...p, state: low, chunk: 16 });
-      expect(() => K.causalUnroll({ ...p, stateOut: f.state, offsetIn: low.offset, chunk: 16 })).toThrow(/raised the FAVOR\+ offset by more than 10/);
+      expect(() => K.causalUnroll!({ ...p, stateOut: f.state, offsetIn: low.offset, chunk: 16 })).toThrow(/raised the FAVOR\+ offset by more than 10/);
       const g = await K.causalForward({ ...p, state, chunk: 16 });
-      expect(() => K.causalUnroll({ ...p, k: p.q, stateOut: g.state, offsetIn: state.offset, chunk: 16 })).toThrow(/stateOut is not the state/);
+      expect(() => K.causalUnroll!({ ...p, k: p.q, stateOut: g.state, offsetIn: state.offset, chunk: 16 })).toThrow(/stateOut is not the state/);
     });
   });
 
