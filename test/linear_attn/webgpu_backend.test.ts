@@ -56,7 +56,7 @@ describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped:
     const p8 = makeProblem('favor', { ...dims, dv: dims.d }, 5);
     const f = await K.causalForward({ ...p8, chunk: 8 });
     // Make the next pipeline lookup fail, as a shader that does not compile would.
-    const programs = (K as unknown as { programs: { get: (...a: unknown[]) => Promise<unknown> } }).programs;
+    const programs = (K as unknown as { core: { programs: { get: (...a: unknown[]) => Promise<unknown> } } }).core.programs;
     const get = programs.get;
     programs.get = () => Promise.reject(new Error('pipeline unavailable'));
     try {
