@@ -18,7 +18,7 @@
  * Every scenario's kernels run a fixed FAVOR+ forward + backward; the raw bits of the results
  * must equal the source tree's (SIMD or scalar binary, whichever the runtime used).
  *
- * Options: --only=a,b  --skip=a,b  --build (rebuild dist/ first)  --keep (SLIM_KEEP_TMP=1)
+ * Options: --only=a,b  --skip=a,b  --no-build (pack the dist/ already built; by default npm run build runs first, so a stale dist/ is never tested)  --keep (SLIM_KEEP_TMP=1)
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
@@ -173,7 +173,7 @@ async function runConsumer(cmd: string, args: string[], cwd: string, ms = 120_00
 
 // ── scenarios ───────────────────────────────────────────────────────────────────────────────
 const packDir = join(tmpdir(), `slim-pack-tarball-${process.pid}`);
-const tarball = packTarball(packDir, argv.includes('--build'));
+const tarball = packTarball(packDir, !argv.includes('--no-build'));
 console.log(`tarball: ${tarball} (${(readFileSync(tarball).length / 1024).toFixed(1)} KiB)`);
 
 /** Runs `body` in a fresh consumer project with the tarball installed, removed afterwards. */
