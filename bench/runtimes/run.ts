@@ -26,7 +26,7 @@ import {
   cleanup,
   consumerProject,
   freePort,
-  must,
+  bundleForWorkerd,
   packTarball,
   Proc,
   resultOf,
@@ -192,22 +192,7 @@ export default {
 };
 `,
   );
-  mkdirSync(join(dir, 'wd'), { recursive: true });
-  must(
-    join(ROOT, 'node_modules/.bin/esbuild'),
-    [
-      'worker.js',
-      '--bundle',
-      '--format=esm',
-      '--platform=neutral',
-      '--main-fields=module,main',
-      '--external:*.wasm',
-      '--external:node:*',
-      '--outfile=wd/worker.js',
-      '--log-level=warning',
-    ],
-    { cwd: dir },
-  );
+  bundleForWorkerd(dir, 'wd');
   copyFileSync(join(dir, 'node_modules/slim-performer/wasm/slim_kernels_simd.wasm'), join(dir, 'wd/k.wasm'));
   const port = await freePort();
   writeFileSync(

@@ -33,6 +33,7 @@ import {
   consumerProject,
   freePort,
   linkFromRepo,
+  bundleForWorkerd,
   must,
   packTarball,
   Proc,
@@ -361,23 +362,7 @@ export default {
 };
 `,
     );
-    mkdirSync(join(dir, 'out'));
-    must(
-      join(ROOT, 'node_modules/.bin/esbuild'),
-      [
-        'worker.js',
-        '--bundle',
-        '--format=esm',
-        '--platform=neutral',
-        '--main-fields=module,main',
-        '--conditions=workerd,worker,browser',
-        '--external:*.wasm',
-        '--external:node:*',
-        '--outfile=out/worker.js',
-        '--log-level=warning',
-      ],
-      { cwd: dir },
-    );
+    bundleForWorkerd(dir, 'out');
     copyFileSync(join(dir, 'node_modules/slim-performer/wasm/slim_kernels_simd.wasm'), join(dir, 'out/slim_kernels_simd.wasm'));
     const port = await freePort();
     writeFileSync(

@@ -40,6 +40,30 @@ export function packTarball(outDir: string, build: boolean): string {
   return join(outDir, info[0].filename);
 }
 
+/**
+ * Bundles `<dir>/worker.js` for workerd as wrangler does (esbuild, workerd's export conditions,
+ * `.wasm` and `node:` imports left to the runtime) into `<dir>/<out>/worker.js`.
+ */
+export function bundleForWorkerd(dir: string, out: string): void {
+  mkdirSync(join(dir, out), { recursive: true });
+  must(
+    join(ROOT, 'node_modules/.bin/esbuild'),
+    [
+      'worker.js',
+      '--bundle',
+      '--format=esm',
+      '--platform=neutral',
+      '--main-fields=module,main',
+      '--conditions=workerd,worker,browser',
+      '--external:*.wasm',
+      '--external:node:*',
+      `--outfile=${out}/worker.js`,
+      '--log-level=warning',
+    ],
+    { cwd: dir },
+  );
+}
+
 /** A fresh project in a temporary folder with the tarball installed from file. */
 export function consumerProject(tag: string, tarball: string, pkg: Record<string, unknown> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), `slim-pack-${tag}-`));
