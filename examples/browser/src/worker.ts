@@ -22,6 +22,7 @@ import {
   loadCheckpointFromIndexedDB,
   modelFromCheckpoint,
   optimizerFromCheckpoint,
+  SCALAR_SLOTS,
   saveCheckpointToIndexedDB,
   type Checkpoint,
 } from '../../../src/train/checkpoint/index.ts';
@@ -313,7 +314,7 @@ async function trainDevice(r: Extract<Request, { type: 'train' }>): Promise<Trai
 async function backFromGpu(m: PerformerLM, o: tf.Optimizer): Promise<void> {
   const vars = m.namedVariables().map(([, v]) => v);
   const slots = await o.getWeights();
-  const scalars = ['accBeta1', 'accBeta2'].map((k) => (o as unknown as Record<string, unknown>)[k]).filter((v): v is tf.Variable => v instanceof tf.Variable);
+  const scalars = SCALAR_SLOTS.map((k) => (o as unknown as Record<string, unknown>)[k]).filter((v): v is tf.Variable => v instanceof tf.Variable);
   const all = [...vars, ...slots.map((w) => w.tensor), ...scalars];
   const values = await Promise.all(all.map((t) => t.data()));
   await tf.setBackend(info!.tfBackend);

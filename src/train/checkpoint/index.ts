@@ -13,6 +13,6 @@ export {
   packCheckpoint,
   type TensorEntry,
 } from './format.ts';
-export { encodeCheckpoint, modelFromCheckpoint, optimizerFromCheckpoint, restoreCheckpoint, type SaveOptions } from './model.ts';
+export { encodeCheckpoint, modelFromCheckpoint, optimizerFromCheckpoint, restoreCheckpoint, SCALAR_SLOTS, type SaveOptions } from './model.ts';
 export { loadCheckpoint, loadInto, readCheckpoint, saveCheckpoint, writeFileAtomic } from './files.ts';
 export { downloadCheckpoint, loadCheckpointFromIndexedDB, saveCheckpointToIndexedDB } from './browser.ts';

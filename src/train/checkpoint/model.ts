@@ -11,7 +11,11 @@ export interface SaveOptions {
   meta?: Record<string, unknown>;
 }
 
-const SCALAR_SLOTS = ['accBeta1', 'accBeta2'];
+/**
+ * Optimizer scalars that `getWeights()` leaves out and `setWeights` does not restore (Adam's β₁ᵗ,
+ * β₂ᵗ): whoever moves an optimizer's state (a checkpoint, a backend switch) carries them too.
+ */
+export const SCALAR_SLOTS: readonly string[] = ['accBeta1', 'accBeta2'];
 
 /** Encodes a model (and an optimizer's state) as checkpoint bytes. */
 export async function encodeCheckpoint(model: PerformerLM, optimizer?: tf.Optimizer, o: SaveOptions = {}): Promise<Uint8Array> {
