@@ -13,6 +13,32 @@ import { builtinModules } from 'node:module';
 import { transform } from 'esbuild';
 import { dts } from 'rollup-plugin-dts';
 
+/**
+ * WGSL without its comments, for the bundle (the sources in src/ keep them): every comment's
+ * text goes but its line breaks stay, so compiler messages keep the source files' line numbers.
+ * WGSL has no string literals, so `//` and `/*` always open comments (block comments nest).
+ */
+export function stripWgslComments(text) {
+  let out = '';
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const two = text.slice(i, i + 2);
+    if (depth === 0 && two === '//') {
+      while (i < text.length && text[i] !== '\n') i++;
+      out += '\n';
+    } else if (two === '/*') {
+      depth++;
+      i++;
+    } else if (depth > 0 && two === '*/') {
+      depth--;
+      i++;
+    } else if (depth === 0 || text[i] === '\n') {
+      out += text[i];
+    }
+  }
+  return out.replace(/[ \t]+\n/g, '\n');
+}
+
 const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
 
 const entries = {
@@ -99,7 +125,7 @@ const plugins = [
         const files = readdirSync(dir)
           .filter((f) => f.endsWith('.wgsl'))
           .sort();
-        return `(${JSON.stringify(Object.fromEntries(files.map((f) => [`./${f}`, readFileSync(new URL(f, dir), 'utf8')])))})`;
+        return `(${JSON.stringify(Object.fromEntries(files.map((f) => [`./${f}`, stripWgslComments(readFileSync(new URL(f, dir), 'utf8'))])))})`;
       },
     ],
   ]),

@@ -10,7 +10,7 @@ import { ArgError, checkArray, checkChunk, checkDims, checkEps, checkFavorRange,
 import type { AttnState, CausalArgs, Dims, FeatureMap, StateGrad } from '../kernels/types.ts';
 import { align, BufferPool, COPY_DST, IO, STORAGE, UNIFORM } from './buffers.ts';
 import type { GpuContext, AcquireOptions } from './device.ts';
-import type { ProgramCache, Program } from './program.ts';
+import { TILED_MIN_WORKGROUP, type ProgramCache, type Program } from './program.ts';
 import { PARAM_BYTES, plan, writeParams, type Checked, type Copy, type Layout, type PlanEnv } from './plan.ts';
 import { toGpuState } from './state.ts';
 import type { KernelName } from './shaders/index.ts';
@@ -24,6 +24,13 @@ export interface WebGPUOptions extends AcquireOptions {
   compensate?: boolean;
   /** Bytes of released buffers kept for reuse (default 256 MiB). */
   poolBytes?: number;
+  /**
+   * The per-chunk products as workgroup-memory tiles with 4 × 4 register blocks
+   * (shaders/tile.wgsl) instead of one element per invocation over storage. Default true when
+   * `workgroupSize` is 64 or more (it needs an 8 × 8 grid of invocations); `false` keeps the
+   * plain loops, the fallback.
+   */
+  tiled?: boolean;
   /**
    * Causal and bidirectional kernels with one workgroup per (slice, chunk), in windows of chunks
    * (shaders/chunk_parallel.wgsl), instead of one workgroup per slice running its chunks in
@@ -75,6 +82,7 @@ export class GpuCore {
   readonly workgroupSize: number;
   readonly poison: boolean;
   readonly compensate: boolean;
+  readonly tiled: boolean;
   readonly chunkParallel: boolean;
   readonly chunkWindow: number | undefined;
   readonly windowBytes: number;
@@ -98,6 +106,10 @@ export class GpuCore {
         `WebGPUKernels: workgroupSize must be an integer in [1, ${Math.min(maxWg, ctx.limits.maxComputeWorkgroupSizeX)}] on this device, got ${opts.workgroupSize}`,
       );
     }
+    this.tiled = opts.tiled ?? this.workgroupSize >= TILED_MIN_WORKGROUP;
+    if (this.tiled && this.workgroupSize < TILED_MIN_WORKGROUP) {
+      throw new ArgError(`WebGPUKernels: tiled needs a workgroupSize of ${TILED_MIN_WORKGROUP} or more, got workgroupSize ${this.workgroupSize}`);
+    }
     this.poison = opts.poison ?? false;
     this.compensate = opts.compensate ?? true;
     this.buffers = new BufferPool(ctx.device, opts.poolBytes ?? 256 << 20);
@@ -114,6 +126,7 @@ export class GpuCore {
       windowBytes: this.windowBytes,
       chunkWindow: this.chunkWindow,
       compensate: this.compensate,
+      tiled: this.tiled,
     };
   }
 
@@ -344,7 +357,7 @@ export class GpuCore {
   /** Encodes pending NaN fills and the kernel, submits, and waits for errors. */
   async dispatch(fn: string, kind: KernelName, c: Checked, L: Layout, hasState: boolean, hasDState: boolean, buffers: GPUBuffer[]): Promise<void> {
     const device = this.ctx.device;
-    const prog = await this.programs.get(kind, this.workgroupSize);
+    const prog = await this.programs.get(kind, this.workgroupSize, this.tiled);
     const fillProg = this.pendingFills.length ? await this.programs.get('fill', 64) : undefined;
     let temps: GPUBuffer[] = [];
     try {
@@ -375,7 +388,7 @@ export class GpuCore {
     after: Array<Copy | { clear: GPUBuffer }>,
   ): void {
     const device = this.ctx.device;
-    const prog = this.programs.getSync(kind, this.workgroupSize);
+    const prog = this.programs.getSync(kind, this.workgroupSize, this.tiled);
     const fillProg = this.pendingFills.length ? this.programs.getSync('fill', 64) : undefined;
     const enc = device.createCommandEncoder({ label: fn });
     const temps = this.encode(enc, fn, prog, fillProg, kind, c, L, flags, buffers, before, after);
@@ -402,7 +415,7 @@ export class GpuCore {
     return b;
   }
 
-  // ---------------------------------------------------------------- causal forward
+  // ---------------------------------------------------------------- errors
 
   /** Validation errors are thrown synchronously-in-Promise; wasm-style ArgErrors stay ArgErrors. */
   guard<T>(body: () => Promise<T>): Promise<T> {
@@ -413,10 +426,6 @@ export class GpuCore {
     }
   }
 
-  // ---------------------------------------------------------------- causal backward
-
-  // ---------------------------------------------------------------- bidirectional
-
   // ---------------------------------------------------------------- synchronous, GPU-resident
 
   /**
@@ -425,7 +434,7 @@ export class GpuCore {
    */
   async prepare(): Promise<void> {
     const kinds: KernelName[] = [this.forwardKind(), this.backwardKind(), this.bidirectionalKind(false), this.bidirectionalKind(true)];
-    await Promise.all(kinds.map((k) => this.programs.get(k, this.workgroupSize)));
+    await Promise.all(kinds.map((k) => this.programs.get(k, this.workgroupSize, this.tiled)));
     if (this.poison) await this.programs.get('fill', 64);
   }
 

@@ -77,6 +77,11 @@ export class WebGPUKernels implements StepKernels<true> {
     return this.core.workgroupSize;
   }
 
+  /** Whether the per-chunk products run tiled (option `tiled`; shaders/tile.wgsl). */
+  get tiled(): boolean {
+    return this.core.tiled;
+  }
+
   /** Pipelines built so far (one per shader key). */
   get pipelines(): number {
     return this.core.pipelines;

@@ -22,6 +22,8 @@ export interface PlanEnv {
   windowBytes: number;
   chunkWindow: number | undefined;
   compensate: boolean;
+  /** The per-chunk products run tiled (shaders/tile.wgsl). */
+  tiled: boolean;
 }
 
 /** A call's checked arguments. */
@@ -65,7 +67,7 @@ function chunkWords(c: number, m: number, dv: number): number {
 }
 
 function gradWords(c: number, m: number, dv: number): number {
-  return m * dv + m + c * dv + c + c * c + 2 * c * m;
+  return m * dv + m + c * dv + 2 * c + c * c + 2 * c * m;
 }
 
 /** Bytes of the kernels' uniform `Params` (shaders/common.wgsl). */
@@ -167,13 +169,22 @@ function chunkCost(kind: KernelName, c: Checked, env: PlanEnv): number {
   const { d, m, dv } = c.dims;
   const C = c.chunk;
   const u = (n: number) => Math.ceil(n / env.workgroupSize);
-  const proj = 2 * (u(C) * d + u(C * m) * (d + 1));
+  // A rows × cols product over k: one element per invocation, or tiles (shaders/tile.wgsl:
+  // k-blocks of 16, each staging two TM × 16 tiles and running 16 register steps).
+  const tm = 4 * (env.workgroupSize >= 256 ? 16 : 8);
+  const mm = (rows: number, cols: number, k: number) =>
+    env.tiled ? Math.ceil(rows / tm) * Math.ceil(cols / tm) * (Math.ceil(k / 16) * (2 * u(16 * tm) + 16) + 17) : u(rows * cols) * k;
+  const proj = 2 * (u(C) * d + mm(C, m, d) + u(C * m));
   const feat = 2 * (u(C) * 2 * m + u(C * m)) + C;
-  const fwd = proj + feat + u(C * C) * m + (u(C) + u(C * dv)) * (m + C + 2) + u(m * dv + m) * (C + 1) + u(C * dv) + 40;
+  const attend = u(C) * (m + C + 2) + mm(C, dv, m) + mm(C, dv, C) + 2 * u(C * dv);
+  const increment = mm(m, dv, C) + u(m * dv) + u(m) * (C + 1);
+  const fwd = proj + feat + mm(C, C, m) + attend + increment + u(C * dv) + 40;
   if (kind === 'causal_forward' || kind === 'causal_forward_parallel' || kind === 'bidirectional_forward' || kind === 'bidirectional_forward_parallel')
     return fwd;
   // (the chunk-parallel backward's largest per-chunk phase is the chunk backward, as below)
-  const grads = u(C) * dv + u(C * dv) + u(C * C) * dv + 2 * u(C * m) * (dv + C) + u(C * dv) * (m + C) + u(m * dv + m) * C + 2 * (u(C * m) + u(C * d) * 2 * m);
+  const featureBackward = u(C * m) + (env.tiled ? u(C) * m + mm(C, d, m) : u(C * d) * 2 * m);
+  const grads =
+    u(C) * dv + u(C * dv) + mm(C, C, dv) + 2 * (mm(C, m, dv) + mm(C, m, C)) + mm(C, dv, m) + mm(C, dv, C) + mm(m, dv, C) + u(m) * C + 2 * featureBackward;
   return fwd + grads + 2 * u(stateWords(m, dv)) + 40;
 }
 

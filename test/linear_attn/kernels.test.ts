@@ -77,6 +77,13 @@ const ALL_BACKENDS: Backend[] = [
     make: async () => await initWebGPU({ poison: true, chunkParallel: true, chunkWindow: 3 }), // its own adapter
     skip: gpu ? undefined : NO_GPU,
   },
+  {
+    // The plain one-element-per-invocation products (the fallback; the two above run tiled).
+    name: `${gpuName}-chunk-parallel-plain`,
+    kind: 'webgpu',
+    make: async () => await initWebGPU({ poison: true, chunkParallel: true, chunkWindow: 3, tiled: false }),
+    skip: gpu ? undefined : NO_GPU,
+  },
 ];
 const only = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.SLIM_TEST_BACKENDS?.split(',');
 const BACKENDS = only ? ALL_BACKENDS.filter((b) => only.some((o) => b.name.startsWith(o))) : ALL_BACKENDS;

@@ -12,7 +12,7 @@ import { findAdapter, WebGPUError } from '../../src/webgpu/device.ts';
 import { initWebGPU, type WebGPUKernels } from '../../src/webgpu/kernels.ts';
 import { loadShaders, SHADER_FILES } from '../../src/webgpu/shaders/index.ts';
 import { assertClose } from '../util/assert.ts';
-import { makeProblem, upstream } from '../util/problems.ts';
+import { FEATURES, makeProblem, upstream } from '../util/problems.ts';
 
 const inBrowser = typeof window !== 'undefined';
 const gpu = await findAdapter().catch(() => null);
@@ -154,6 +154,45 @@ describe.skipIf(!gpu)(`WebGPU backend specifics (${gpu?.description ?? 'skipped:
       assertClose(`bidirectional out (wg ${wg}, chunkParallel ${chunkParallel})`, rb.out, (await KW.bidirectionalForward({ ...p, chunk: 8 })).out, 1e-5);
       KW.dispose();
     }
+  });
+
+  it('tiled products (the default from 64 invocations) agree with the float64 twins and the plain loops: partial, several and diagonal tiles, every feature map, both schedules', async () => {
+    expect(K.tiled).toBe(K.workgroupSize >= 64);
+    const small = await initWebGPU({ device: K.device, workgroupSize: 32 });
+    expect(small.tiled).toBe(false);
+    small.dispose();
+    await expect(initWebGPU({ device: K.device, workgroupSize: 32, tiled: true })).rejects.toThrow(ArgError);
+    await expect(initWebGPU({ device: K.device, workgroupSize: 32, tiled: true })).rejects.toThrow(/tiled needs a workgroupSize of 64 or more/);
+    // Tiles are 32 × 32 (64 invocations): d, m, dv and the chunk are not multiples of it, m and
+    // the chunk span two tiles, so tiles above the diagonal are skipped and the last is partial.
+    const shapes = [
+      { b: 1, h: 2, t: 150, d: 24, m: 40, dv: 36 },
+      { b: 2, h: 1, t: 70, d: 20, m: 20, dv: 9 }, // m = d: relu / elu1 / sqr without ω (no tiled projection)
+    ];
+    const kernels = [true, false].flatMap((chunkParallel) =>
+      [true, false].map((tiled) => ({ chunkParallel, tiled, K: initWebGPU({ device: K.device, chunkParallel, tiled, chunkWindow: 2, poison: true }) })),
+    );
+    for (const dims of shapes) {
+      for (const feature of FEATURES) {
+        const q = makeProblem(feature, dims, 41);
+        const { dOut, dState } = upstream(dims, 42);
+        const ref = refCausalForward(q);
+        const rg = refCausalBackward({ ...q, dOut, dState });
+        const rb = refBidirectionalForward(q);
+        for (const x of kernels) {
+          const KT = await x.K;
+          expect(KT.tiled).toBe(x.tiled);
+          const what = `${feature} d ${dims.d} m ${dims.m} (${x.tiled ? 'tiled' : 'plain'}, chunkParallel ${x.chunkParallel})`;
+          const f = await KT.causalForward({ ...q, chunk: 48 });
+          assertClose(`out ${what}`, ref.out, f.out, 1e-5);
+          const g = await KT.causalBackward({ ...q, stateOut: f.state, dOut, dState, chunk: 48 });
+          for (const k of ['dq', 'dk', 'dv'] as const) assertClose(`${k} ${what}`, rg[k], g[k], 1e-5);
+          assertClose(`dState.S ${what}`, rg.dState.S, g.dState.S, 1e-5);
+          assertClose(`bidirectional out ${what}`, rb.out, (await KT.bidirectionalForward({ ...q, chunk: 48 })).out, 1e-5);
+        }
+      }
+    }
+    for (const x of kernels) (await x.K).dispose();
   });
 
   it('memory: per slice, forward independent of T and backward O(√(T/C)) checkpoints; chunk-parallel, bounded by windowBytes plus a checkpoint per window', async () => {

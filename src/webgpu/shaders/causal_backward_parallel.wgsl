@@ -63,7 +63,7 @@ fn main(@builtin(workgroup_id) ids: vec3<u32>, @builtin(local_invocation_index) 
   let oGs = gsAt(wid, k);
   if (phase == 4u) {
     chunkRecompute(t0, n, oC, true); // phase 0 left the key logits in this slot
-    for (var e = lid; e < ns; e += WG) { W[oGs + e] = gradIncrement(e, n); }
+    stateGradIncrement(n, oGs, 1.0, false);
     return;
   }
   // Phase 6 runs in the same scratch slot as phase 4 (slot g = k·bh + slice), which left the

@@ -38,7 +38,7 @@ fn chunkIncrement(ci: u32, k: u32) {
   let n = min(P.chunk, P.t - t0);
   let oC = csAt(wid, k);
   keyFeatures(t0, n, NEG, false);
-  for (var e = lid; e < stateElems(); e += WG) { W[oC + e] = increment(e, t0, n); }
+  stateIncrement(t0, n, TAKE_STORE, oC, 1.0);
   if (lid == 0u) { W[oC + stateElems() + 1u] = W[oMisc]; }
 }
 

@@ -134,6 +134,11 @@ fn project(which: u32, t0: u32, n: u32, oU: u32) {
     }
     sync();
   }
+  if (TILED && P.hasOmega != 0u) {
+    projectTiled(which, t0, n, oU);
+    sync();
+    return;
+  }
   for (var e = lid; e < n * m; e += WG) {
     let i = e / m;
     let r = e % m;
@@ -222,6 +227,11 @@ fn keyFeaturesFromLogits(n: u32, offIn: f32, fixed: bool) {
 /** A_ij = a_ij (φq_i·φk_j) for j ≤ i, 0 above the diagonal (n × n, row stride n). */
 fn scores(n: u32) {
   let m = P.m;
+  if (TILED) {
+    scoresTiled(n);
+    sync();
+    return;
+  }
   for (var e = lid; e < n * n; e += WG) {
     let i = e / n;
     let j = e % n;
@@ -257,6 +267,11 @@ fn attend(t0: u32, n: u32, oS: u32) {
     W[oDen + i] = W[oSq + i] * s + a;
   }
   sync();
+  if (TILED) {
+    attendTiled(t0, n, oS);
+    sync();
+    return;
+  }
   let vb = (wid * P.t + t0) * dv;
   for (var e = lid; e < n * dv; e += WG) {
     let i = e / dv;
@@ -302,28 +317,44 @@ fn increment(e: u32, t0: u32, n: u32) -> f32 {
   return inc;
 }
 
+/** What `takeIncrement` does with element `e` of an increment: store it at word o + e, or advance the state at o. */
+const TAKE_STORE: u32 = 0u;
+const TAKE_ADVANCE: u32 = 1u;
+
+/** Element `e` of a chunk's increment `inc` into word `o` + e (TAKE_STORE) or into the state at `o` rescaled by `rs` (TAKE_ADVANCE). */
+fn takeIncrement(mode: u32, o: u32, e: u32, inc: f32, rs: f32) {
+  if (mode == TAKE_STORE) {
+    W[o + e] = inc;
+  } else if (P.compensate != 0u) {
+    let lo = o + P.m * P.dv + P.m + 1u;
+    let p = twoSum(rs * W[o + e], rs * W[lo + e], inc);
+    W[o + e] = p.x;
+    W[lo + e] = p.y;
+  } else {
+    W[o + e] = rs * W[o + e] + inc;
+  }
+}
+
+/** The chunk's whole increment (S then z, see `increment`) through `takeIncrement(mode, o, e, ·, rs)`. */
+fn stateIncrement(t0: u32, n: u32, mode: u32, o: u32, rs: f32) {
+  let mdv = P.m * P.dv;
+  var first = 0u;
+  if (TILED) {
+    incrementTiled(t0, n, mode, o, rs);
+    first = mdv;
+  }
+  for (var e = first + lid; e < mdv + P.m; e += WG) { takeIncrement(mode, o, e, increment(e, t0, n), rs); }
+}
+
 /**
  * State at `oS` moves to the chunk's last offset and takes the chunk's increment:
  * S ← exp(off − m_end) S + Σ_j w_j φk_j v_jᵀ, z likewise, off ← m_end.
  */
 fn advance(t0: u32, n: u32, oS: u32) {
-  let m = P.m;
-  let dv = P.dv;
-  let mdv = m * dv;
-  let oOff = oS + mdv + m;
-  let oLo = oOff + 1u;
+  let oOff = oS + P.m * P.dv + P.m;
   let mEnd = W[oMisc];
   let rs = frame(W[oOff], mEnd);
-  for (var e = lid; e < mdv + m; e += WG) {
-    let inc = increment(e, t0, n);
-    if (P.compensate != 0u) {
-      let p = twoSum(rs * W[oS + e], rs * W[oLo + e], inc);
-      W[oS + e] = p.x;
-      W[oLo + e] = p.y;
-    } else {
-      W[oS + e] = rs * W[oS + e] + inc;
-    }
-  }
+  stateIncrement(t0, n, TAKE_ADVANCE, oS, rs);
   sync();
   if (lid == 0u) { W[oOff] = mEnd; }
   sync();

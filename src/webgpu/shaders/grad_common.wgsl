@@ -11,6 +11,7 @@ var<private> oGD: u32;   // gD [c]
 var<private> oE: u32;    // E [c, c]
 var<private> oDpq: u32;  // ∂φq, then ∂ℓ/∂u [c, m]
 var<private> oDpk: u32;  // ∂φk, then ∂ℓ/∂u [c, m]
+var<private> oSu: u32;   // Σ_r ∂ℓ/∂u [c] (favor, tiled feature backward)
 
 /** Gradient scratch after the chunk scratch; returns the first free word. */
 fn gradLayout(base: u32) -> u32 {
@@ -22,6 +23,7 @@ fn gradLayout(base: u32) -> u32 {
   oE = o; o += c * c;
   oDpq = o; o += c * P.m;
   oDpk = o; o += c * P.m;
+  oSu = o; o += c;
   return o;
 }
 
@@ -60,6 +62,19 @@ fn featureBackward(which: u32, t0: u32, n: u32, oDp: u32, oU: u32, oPh: u32) {
     W[oDp + e] = g;
   }
   sync();
+  if (TILED && P.hasOmega != 0u) {
+    if (favor) {
+      for (var i = lid; i < n; i += WG) {
+        var su = 0.0;
+        for (var r = 0u; r < m; r++) { su += W[oDp + i * m + r]; }
+        W[oSu + i] = su;
+      }
+      sync();
+    }
+    featureBackwardTiled(which, t0, n, oDp);
+    sync();
+    return;
+  }
   let ds = P.dscale;
   for (var e = lid; e < n * d; e += WG) {
     let i = e / d;
@@ -81,6 +96,22 @@ fn featureBackward(which: u32, t0: u32, n: u32, oDp: u32, oU: u32, oPh: u32) {
     if (which == 0u) { DQ[xi] = acc; } else { DK[xi] = acc; }
   }
   sync();
+}
+
+/** Element `e` of a state-gradient increment `inc` into word o + e, added to it rescaled by `rs` when `accumulate`. */
+fn takeGrad(o: u32, e: u32, inc: f32, rs: f32, accumulate: bool) {
+  if (accumulate) { W[o + e] = rs * W[o + e] + inc; } else { W[o + e] = inc; }
+}
+
+/** The whole state-gradient increment (G then Gz, see `gradIncrement`) through `takeGrad`. */
+fn stateGradIncrement(n: u32, o: u32, rs: f32, accumulate: bool) {
+  let mdv = P.m * P.dv;
+  var first = 0u;
+  if (TILED) {
+    gradIncrementTiled(n, o, rs, accumulate);
+    first = mdv;
+  }
+  for (var e = first + lid; e < mdv + P.m; e += WG) { takeGrad(o, e, gradIncrement(e, n), rs, accumulate); }
 }
 
 /**
@@ -129,13 +160,24 @@ fn chunkRecompute(t0: u32, n: u32, oS: u32, keyLogits: bool) {
 
 /** The rest of `chunkBackward`, from the scratch `chunkRecompute` left. */
 fn chunkGrads(t0: u32, n: u32, oS: u32) {
-  let m = P.m;
+  let rs = frame(W[oS + P.m * P.dv + P.m], W[oMisc]);
+  scoreGrads(t0, n);
+  featureGrads(t0, n, oS);
+  // G ← exp(m_start − m_end) G + ΦQᵀ diag(sq) GN, Gz likewise with gD
+  stateGradIncrement(n, oG, rs, true);
+  featureBackward(0u, t0, n, oDpq, oUq, oPq);
+  featureBackward(1u, t0, n, oDpk, oUk, oPk);
+}
+
+/** E_ij = a_ij (v_j·gN_i + gD_i), j ≤ i (0 above) into oE. */
+fn scoreGrads(t0: u32, n: u32) {
+  if (TILED) {
+    scoreGradsTiled(t0, n);
+    sync();
+    return;
+  }
   let dv = P.dv;
-  let mdv = m * dv;
-  let oZ = oS + mdv;
-  let offIn = W[oZ + m];
   let vb = (wid * P.t + t0) * dv;
-  // E_ij = a_ij (v_j·gN_i + gD_i), j ≤ i
   for (var e = lid; e < n * n; e += WG) {
     let i = e / n;
     let j = e % n;
@@ -148,7 +190,20 @@ fn chunkGrads(t0: u32, n: u32, oS: u32) {
     W[oE + e] = x;
   }
   sync();
-  let oGz = oG + mdv;
+}
+
+/** ∂φq into oDpq, ∂φk into oDpk and ∂v into DV for the chunk that starts from the state at oS (E at oE). */
+fn featureGrads(t0: u32, n: u32, oS: u32) {
+  if (TILED) {
+    featureGradsTiled(t0, n, oS);
+    sync();
+    return;
+  }
+  let m = P.m;
+  let dv = P.dv;
+  let oZ = oS + m * dv;
+  let vb = (wid * P.t + t0) * dv;
+  let oGz = oG + m * dv;
   // ∂φq_i = sq_i (S_in gN_i + gD_i z_in) + Σ_{j≤i} E_ij φk_j
   for (var e = lid; e < n * m; e += WG) {
     let i = e / m;
@@ -180,9 +235,4 @@ fn chunkGrads(t0: u32, n: u32, oS: u32) {
     DV[vb + e] = W[oWt + j] * s + a;
   }
   sync();
-  // G ← exp(m_start − m_end) G + ΦQᵀ diag(sq) GN, Gz likewise with gD
-  let rs = frame(offIn, W[oMisc]);
-  for (var e = lid; e < mdv + m; e += WG) { W[oG + e] = rs * W[oG + e] + gradIncrement(e, n); }
-  featureBackward(0u, t0, n, oDpq, oUq, oPq);
-  featureBackward(1u, t0, n, oDpk, oUk, oPk);
 }

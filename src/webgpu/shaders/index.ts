@@ -6,7 +6,9 @@
 
 export const SHADER_FILES = [
   'common',
+  'tile',
   'grad_common',
+  'grad_tile',
   'bidirectional_common',
   'bidirectional_grads',
   'bidirectional_parallel',
@@ -25,16 +27,18 @@ export type ShaderFile = (typeof SHADER_FILES)[number];
 
 /** Kernel name → the files it is assembled from, in order. */
 export const KERNEL_SOURCES = {
-  causal_forward: ['common', 'causal_forward'],
-  causal_forward_parallel: ['common', 'chunk_parallel', 'causal_forward_parallel'],
-  causal_backward_parallel: ['common', 'grad_common', 'chunk_parallel', 'causal_backward_parallel'],
-  causal_backward: ['common', 'grad_common', 'causal_backward'],
-  bidirectional_forward: ['common', 'bidirectional_common', 'bidirectional_forward'],
-  bidirectional_backward: ['common', 'grad_common', 'bidirectional_common', 'bidirectional_grads', 'bidirectional_backward'],
-  bidirectional_forward_parallel: ['common', 'chunk_parallel', 'bidirectional_common', 'bidirectional_parallel', 'bidirectional_forward_parallel'],
+  causal_forward: ['common', 'tile', 'causal_forward'],
+  causal_forward_parallel: ['common', 'tile', 'chunk_parallel', 'causal_forward_parallel'],
+  causal_backward_parallel: ['common', 'tile', 'grad_common', 'grad_tile', 'chunk_parallel', 'causal_backward_parallel'],
+  causal_backward: ['common', 'tile', 'grad_common', 'grad_tile', 'causal_backward'],
+  bidirectional_forward: ['common', 'tile', 'bidirectional_common', 'bidirectional_forward'],
+  bidirectional_backward: ['common', 'tile', 'grad_common', 'grad_tile', 'bidirectional_common', 'bidirectional_grads', 'bidirectional_backward'],
+  bidirectional_forward_parallel: ['common', 'tile', 'chunk_parallel', 'bidirectional_common', 'bidirectional_parallel', 'bidirectional_forward_parallel'],
   bidirectional_backward_parallel: [
     'common',
+    'tile',
     'grad_common',
+    'grad_tile',
     'chunk_parallel',
     'bidirectional_common',
     'bidirectional_grads',
